@@ -1,0 +1,192 @@
+"""Fans: how many inputs one output unit sums (fan_in), how many outputs one input feeds (fan_out).
+
+Variance-preserving schemes scale a weight's variance by ``1 / fan``. torch computes fans from
+the shape alone (dim 1 = in, dim 0 = out, times the receptive field), which is wrong for
+layouts that store the weight differently. :func:`fans` knows those layouts:
+
+============================== ============================ ========================================
+parameter                      stored shape                 fans (``rf`` = product of kernel dims)
+============================== ============================ ========================================
+Linear / tensor                ``(out, in, *k)``            ``in * rf``, ``out * rf`` (torch's rule)
+Conv{1,2,3}d, groups ``g``     ``(out, in / g, *k)``        ``in / g * rf``, ``out / g * rf``
+ConvTranspose{1,2,3}d          ``(in, out / g, *k)``        ``in / g * rf``, ``out / g * rf``
+MultiheadAttention             ``in_proj_weight (3E, E)``   ``E``, ``E`` (per q / k / v slice)
+Embedding / EmbeddingBag       ``(num, dim)``               ``1``, ``dim`` (a row is looked up)
+Bilinear                       ``(out, in1, in2)``          ``in1 * in2``, ``out``
+RNN / LSTM / GRU (and cells)   ``weight_ih (G*H, in)``      ``in``, ``H`` (per gate; ``G`` gates)
+============================== ============================ ========================================
+
+Explicit ``in_axis`` / ``out_axis`` follow JAX's ``variance_scaling``: the fans are the product of
+the sizes along those axes times the receptive field, the product of all other axes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["Fans", "FanMode", "fans"]
+
+FanMode = Literal["fan_in", "fan_out", "fan_avg"]
+_FAN_MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg")
+_RNN_WEIGHT = re.compile(r"weight_(ih|hh)(_l\d+(_reverse)?)?")
+
+
+@dataclass(frozen=True)
+class Fans:
+    """The fans of one weight.
+
+    ``fan_in`` is the number of terms summed into one output unit, so that
+    ``Var(z) = fan_in Var(W) E[x^2]``; ``fan_out`` the number of outputs one input unit feeds
+    (the same count for the backward pass);
+    ``receptive_field`` is the kernel size already included in both.
+    """
+
+    fan_in: int
+    fan_out: int
+    receptive_field: int = 1
+
+    def __post_init__(self) -> None:
+        for field in ("fan_in", "fan_out", "receptive_field"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Fans.{field} must be an int, got {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"Fans.{field} must be >= 0, got {value}")
+
+    @property
+    def fan_avg(self) -> float:
+        """``(fan_in + fan_out) / 2``, the Glorot compromise between forward and backward."""
+        return (self.fan_in + self.fan_out) / 2
+
+    def fan(self, mode: FanMode) -> float:
+        """The fan named by ``mode``: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``."""
+        if mode not in _FAN_MODES:
+            raise ValueError(f"mode must be one of {list(_FAN_MODES)}, got {mode!r}")
+        return self.fan_avg if mode == "fan_avg" else getattr(self, mode)
+
+    def to_dict(self) -> dict:
+        """``{"fan_in", "fan_out", "receptive_field"}`` as a dict; ``Fans(**d)`` rebuilds it."""
+        return asdict(self)
+
+
+def fans(
+    obj: torch.Tensor | nn.Module,
+    name: str = "weight",
+    *,
+    in_axis: int | Sequence[int] | None = None,
+    out_axis: int | Sequence[int] | None = None,
+) -> Fans:
+    """Fans of a tensor (torch's rule) or of the parameter ``name`` of a module (layout aware).
+
+    Args:
+        obj: a weight tensor, or a module owning the parameter.
+        name: the parameter's name on the module, dotted for submodules
+            (``"self_attn.in_proj_weight"``); ignored for a tensor.
+        in_axis, out_axis: explicit axes, as in JAX. When either is given the layout rules are
+            skipped: ``fan_in = prod(shape[in_axis]) * rf``,
+            ``fan_out = prod(shape[out_axis]) * rf``, ``rf`` the product of the remaining axes.
+            The one not given defaults to torch's (``in_axis=1``, ``out_axis=0``).
+
+    Raises:
+        TypeError: ``obj`` is neither a tensor nor a module, or ``name`` is not a tensor.
+        ValueError: fewer than 2 dims, an unknown or uninitialized parameter, bad axes.
+
+    Example:
+        >>> fans(nn.ConvTranspose2d(8, 4, 3))
+        Fans(fan_in=72, fan_out=36, receptive_field=9)
+    """
+    if isinstance(obj, torch.Tensor):
+        module, tensor = None, obj
+    elif isinstance(obj, nn.Module):
+        module, tensor = _resolve(obj, name)
+    else:
+        raise TypeError(f"obj must be a torch.Tensor or an nn.Module, got {type(obj).__name__}")
+    if tensor.dim() < 2:
+        what = "the tensor" if module is None else f"parameter {name!r}"
+        raise ValueError(
+            f"fans need a tensor with at least 2 dims; {what} has shape {tuple(tensor.shape)}"
+        )
+    shape = tuple(tensor.shape)
+    if in_axis is not None or out_axis is not None:
+        in_axis = 1 if in_axis is None else in_axis
+        return _axis_fans(shape, in_axis, 0 if out_axis is None else out_axis)
+    if module is not None:
+        return _module_fans(module, name.rpartition(".")[2], shape)
+    return _torch_fans(shape)
+
+
+def _resolve(root: nn.Module, name: str) -> tuple[nn.Module, torch.Tensor]:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    prefix, _, attr = name.rpartition(".")
+    try:
+        module = root.get_submodule(prefix)
+    except AttributeError as exc:
+        raise ValueError(f"name {name!r}: {exc}") from None
+    if not hasattr(module, attr):
+        known = [n for n, _ in module.named_parameters(recurse=False)]
+        raise ValueError(
+            f"name {name!r}: {type(module).__name__} has no attribute {attr!r}; "
+            f"its parameters are {known}"
+        )
+    tensor = getattr(module, attr)
+    if isinstance(tensor, nn.parameter.UninitializedParameter):
+        raise ValueError(f"name {name!r} is an uninitialized (lazy) parameter; run a forward first")
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(
+            f"name {name!r} of {type(module).__name__} is {type(tensor).__name__}, not a tensor"
+        )
+    return module, tensor
+
+
+def _torch_fans(shape: tuple[int, ...]) -> Fans:
+    rf = math.prod(shape[2:])
+    return Fans(shape[1] * rf, shape[0] * rf, rf)
+
+
+def _module_fans(module: nn.Module, attr: str, shape: tuple[int, ...]) -> Fans:
+    rf = math.prod(shape[2:])
+    if isinstance(module, nn.modules.conv._ConvNd) and attr == "weight":
+        groups = module.groups
+        if module.transposed:  # (in, out / groups, *k)
+            return Fans(shape[0] // groups * rf, shape[1] * rf, rf)
+        return Fans(shape[1] * rf, shape[0] // groups * rf, rf)  # (out, in / groups, *k)
+    if isinstance(module, nn.MultiheadAttention) and attr == "in_proj_weight":
+        return Fans(shape[1], shape[0] // 3)
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and attr == "weight":
+        return Fans(1, shape[1])
+    if isinstance(module, nn.Bilinear) and attr == "weight":
+        return Fans(shape[1] * shape[2], shape[0])
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and _RNN_WEIGHT.fullmatch(attr):
+        return Fans(shape[1], module.hidden_size)
+    return _torch_fans(shape)
+
+
+def _axes(axis: int | Sequence[int], ndim: int, arg: str) -> tuple[int, ...]:
+    items = (axis,) if isinstance(axis, int) else tuple(axis)
+    if not items or any(isinstance(a, bool) or not isinstance(a, int) for a in items):
+        raise TypeError(f"{arg} must be an int or a non-empty sequence of ints, got {axis!r}")
+    out = []
+    for a in items:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{arg}={axis!r} is out of range for a {ndim}-dim tensor")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{arg}={axis!r} repeats an axis")
+    return tuple(out)
+
+
+def _axis_fans(shape: tuple[int, ...], in_axis, out_axis) -> Fans:
+    ins = _axes(in_axis, len(shape), "in_axis")
+    outs = _axes(out_axis, len(shape), "out_axis")
+    if set(ins) & set(outs):
+        raise ValueError(f"in_axis {ins} and out_axis {outs} overlap")
+    rf = math.prod(s for i, s in enumerate(shape) if i not in ins and i not in outs)
+    return Fans(math.prod(shape[i] for i in ins) * rf, math.prod(shape[i] for i in outs) * rf, rf)
