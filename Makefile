@@ -11,7 +11,7 @@ STAMP := $(VENV)/.initscope-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH_PIN)
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[test,bench]" "$(TORCH_PIN)"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[demo,test,bench]" "$(TORCH_PIN)"
 	touch $(STAMP)
 
 demo: $(STAMP)

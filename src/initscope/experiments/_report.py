@@ -1,0 +1,115 @@
+"""The demo's outputs: ``results.json`` and a self-contained ``report.html`` (figures inline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from initscope.experiments import get
+from initscope.experiments._common import Result
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1500px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.35em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.yes { color: #176b2c; font-weight: 600; } td.no { color: #a4161a; font-weight: 600; }
+img { max-width: 100%; border: 1px solid #eee; }
+p.summary { font-size: 1.05em; } .meta { color: #666; font-size: 0.9em; }
+"""
+
+
+def summary(module_doc: str | None) -> str:
+    """What an experiment shows: the paragraph after its module docstring's title line, on one
+    line, without reST literals."""
+    paragraphs = (module_doc or "").strip().split("\n\n")
+    text = paragraphs[1] if len(paragraphs) > 1 else paragraphs[0]
+    return re.sub(r"``([^`]*)``", r"\1", " ".join(text.split()))
+
+
+def verdict(result: Result) -> str:
+    """One sentence: how many of the experiment's claims reproduced."""
+    ok = sum(c.reproduced for c in result.claims)
+    n = len(result.claims)
+    if ok == n:
+        return f"Reproduced: all {n} claims hold."
+    if ok == 0:
+        return f"Not reproduced: none of the {n} claims holds."
+    failed = "; ".join(c.claim.rstrip(".") for c in result.claims if not c.reproduced)
+    return f"Partly reproduced: {ok} of {n} claims hold. Not reproduced: {failed}."
+
+
+def results_json(results: dict[str, Result], meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document: run metadata plus, per experiment, its title, verdict and data."""
+    experiments = {}
+    for name, result in results.items():
+        module = get(name)
+        experiments[name] = {
+            "title": module.TITLE,
+            "verdict": verdict(result),
+            **result.to_dict(),
+        }
+    return {**meta, "experiments": experiments}
+
+
+def write_json(path: Path, results: dict[str, Result], meta: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(results_json(results, meta), indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def _rows(result: Result, name: str | None = None) -> str:
+    rows = []
+    for c in result.claims:
+        first = f"<td>{html.escape(name)}</td>" if name else ""
+        cls, word = ("yes", "yes") if c.reproduced else ("no", "no")
+        rows.append(
+            f"<tr>{first}<td>{html.escape(c.claim)}</td><td>{html.escape(c.measured)}</td>"
+            f'<td class="{cls}">{word}</td></tr>'
+        )
+    return "".join(rows)
+
+
+def _table(rows: str, with_name: bool) -> str:
+    head = "<th>Experiment</th>" if with_name else ""
+    return f"<table><tr>{head}<th>Claim</th><th>Measured</th><th>Reproduced</th></tr>{rows}</table>"
+
+
+def write_html(
+    path: Path, results: dict[str, Result], figures: dict[str, Path], meta: dict[str, Any]
+) -> Path:
+    """``report.html``: a summary table, then per experiment what it shows, its figure (inline
+    base64 PNG), its verdict and the claims with the measured numbers."""
+    total = sum(len(r.claims) for r in results.values())
+    ok = sum(c.reproduced for r in results.values() for c in r.claims)
+    mode = "quick" if meta.get("quick") else "full"
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>initscope demo</title><style>{_CSS}</style></head><body>",
+        "<h1>initscope demo: the classic weight-initialization results</h1>",
+        f"<p class='meta'>initscope {html.escape(str(meta.get('initscope_version')))}, "
+        f"torch {html.escape(str(meta.get('torch_version')))}, seed {meta.get('seed')}, "
+        f"{mode} run, {meta.get('total_seconds', 0.0):.0f} s.</p>",
+        f"<p class='summary'><b>{ok} of {total} claims reproduced.</b></p>",
+        "<h2>Summary</h2>",
+    ]
+    parts.append(_table("".join(_rows(r, name) for name, r in results.items()), True))
+    for name, result in results.items():
+        module = get(name)
+        png = base64.b64encode(figures[name].read_bytes()).decode("ascii")
+        seconds = meta.get("seconds", {}).get(name)
+        took = f" ({seconds:.1f} s)" if seconds is not None else ""
+        parts += [
+            f"<h2 id='{name}'>{html.escape(module.TITLE)} <small>[{name}]{took}</small></h2>",
+            f"<p>{html.escape(summary(module.__doc__))}</p>",
+            f"<p><b>{html.escape(verdict(result))}</b></p>",
+            f"<img alt='{name}' src='data:image/png;base64,{png}'>",
+            _table(_rows(result), False),
+        ]
+    parts.append("</body></html>\n")
+    path.write_text("\n".join(parts))
+    return path
