@@ -1,0 +1,193 @@
+"""Inputs, the forward call and the objective for :func:`initscope.diagnose` (private)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from initscope._diagnose_hooks import (
+    CONV,
+    EMBEDDING,
+    NORM,
+    Collector,
+    FirstModule,
+    Spec,
+    first_tensor,
+    probing,
+)
+
+Inputs = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+
+
+def validate(
+    model: Any, inputs: Any, input_shape: Any, loss_fn: Any, target: Any, generator: Any
+) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if inputs is not None:
+        if isinstance(inputs, Mapping):
+            items = list(inputs.values())
+        elif isinstance(inputs, (tuple, list)):
+            items = list(inputs)
+        else:
+            items = [inputs]
+        if not items or first_tensor(items) is None:
+            raise TypeError(
+                "inputs: expected a tensor, a tuple/list of tensors or a dict of tensors, "
+                f"got {type(inputs).__name__}"
+            )
+    if input_shape is not None:
+        if (
+            isinstance(input_shape, (str, bytes))
+            or not isinstance(input_shape, Sequence)
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in input_shape)
+        ):
+            raise TypeError(f"input_shape: expected a sequence of ints, got {input_shape!r}")
+        if not input_shape or any(d <= 0 for d in input_shape):
+            raise ValueError(f"input_shape: expected positive dimensions, got {tuple(input_shape)}")
+    if (inputs is None) == (input_shape is None):
+        raise ValueError(
+            "inputs / input_shape: pass exactly one: inputs= (a batch) or input_shape= "
+            "(a synthetic N(0, 1) batch)"
+        )
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    if target is not None and loss_fn is None:
+        raise ValueError("target: given without loss_fn; pass loss_fn= as well")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+    if not any(True for _ in model.parameters()):
+        raise ValueError(f"model: {type(model).__name__} has no parameters; nothing to diagnose")
+
+
+def _draw(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    high: int | None = None,
+) -> torch.Tensor:
+    where = generator.device if generator is not None else device
+    if high is None:
+        x = torch.randn(shape, generator=generator, device=where, dtype=dtype)
+    else:
+        x = torch.randint(0, high, shape, generator=generator, device=where)
+    return x.to(device)
+
+
+def synthetic_input(
+    model: nn.Module, shape: tuple[int, ...], generator: torch.Generator | None, specs: list[Spec]
+) -> torch.Tensor:
+    """N(0, 1) of ``shape``, or integer tokens when the first module that runs is an Embedding.
+
+    The first module is found by a probe forward on zeros that stops at the first hooked module.
+    """
+    param = next(model.parameters())
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    dtype = floats[0] if floats else torch.get_default_dtype()
+    first = None
+    with probing(specs), torch.no_grad():
+        try:
+            model(torch.zeros(shape, dtype=dtype, device=param.device))
+        except FirstModule as found:
+            first = found.module
+        except Exception:  # the real pass reports it, with the shape the model wanted
+            first = None
+    if isinstance(first, EMBEDDING):
+        return _draw(shape, generator, param.device, dtype, high=first.num_embeddings)
+    return _draw(shape, generator, param.device, dtype)
+
+
+def forward(model: nn.Module, inputs: Inputs, collector: Collector) -> Any:
+    try:
+        if isinstance(inputs, Mapping):
+            return model(**inputs)
+        if isinstance(inputs, (tuple, list)):
+            return model(*inputs)
+        return model(inputs)
+    except Exception as exc:
+        message = _shape_message(collector, inputs)
+        if message is None:
+            raise
+        raise ValueError(message) from exc
+
+
+def _shape_message(collector: Collector, inputs: Inputs) -> str | None:
+    if not collector.open:
+        return None
+    call = collector.open[-1]
+    expected = _expected_input(call.spec.module, call.in_shape, call.in_float)
+    if expected is None:
+        return None
+    what = f"{call.path!r} ({type(call.spec.module).__name__})"
+    where = f"the model's first layer {what}" if call.index == 0 else f"layer {what}"
+    got = "no tensor" if call.in_shape is None else f"shape {call.in_shape}"
+    message = f"inputs: {where} expects input of {expected} but got {got}"
+    if call.index != 0:
+        first = first_tensor(inputs)
+        message += f"; the model input had shape {tuple(first.shape) if first is not None else '?'}"
+    return message
+
+
+def _expected_input(module: nn.Module, shape: tuple[int, ...] | None, is_float: bool) -> str | None:
+    """What the module wants when ``shape`` does not fit it, else None (the error is elsewhere)."""
+    if isinstance(module, EMBEDDING):
+        n = module.num_embeddings
+        return f"integer indices in [0, {n}) (num_embeddings={n})"
+    if shape is None:
+        return None
+    if isinstance(module, nn.Linear) and (not shape or shape[-1] != module.in_features):
+        return f"shape (*, {module.in_features}) (in_features={module.in_features})"
+    if isinstance(module, nn.Bilinear) and (not shape or shape[-1] != module.in1_features):
+        return f"shape (*, {module.in1_features}) (in1_features={module.in1_features})"
+    if isinstance(module, CONV):
+        n = len(module.kernel_size)
+        if len(shape) not in (n + 1, n + 2) or shape[-n - 1] != module.in_channels:
+            spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n, "*")
+            return f"shape (N, {module.in_channels}, {spatial}) (in_channels={module.in_channels})"
+        return None
+    if isinstance(module, NORM):
+        if isinstance(module, nn.GroupNorm):
+            want, where = (module.num_channels,), "channels"
+        elif hasattr(module, "num_features"):
+            want, where = (module.num_features,), "channels"
+        else:
+            want, where = tuple(module.normalized_shape), "trailing"
+        if where == "channels" and (len(shape) < 2 or shape[1] != want[0]):
+            return f"shape (N, {want[0]}, *) ({want[0]} channels)"
+        if where == "trailing" and tuple(shape[-len(want) :]) != want:
+            return f"shape (*, {', '.join(map(str, want))}) (normalized_shape={want})"
+        return None
+    if isinstance(module, nn.MultiheadAttention) and (not shape or shape[-1] != module.embed_dim):
+        order = "(N, L, E)" if module.batch_first else "(L, N, E)"
+        return f"shape {order} with E = embed_dim = {module.embed_dim}"
+    if isinstance(module, nn.RNNBase) and (not shape or shape[-1] != module.input_size):
+        order = "(N, L, H_in)" if module.batch_first else "(L, N, H_in)"
+        return f"shape {order} with H_in = input_size = {module.input_size}"
+    return None
+
+
+def objective(
+    output: Any,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    target: Any,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    if loss_fn is not None:
+        loss = loss_fn(output, target) if target is not None else loss_fn(output)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"loss_fn: expected a scalar tensor, got {type(loss).__name__}")
+        if not loss.requires_grad:
+            raise ValueError("loss_fn: the loss does not depend on the model's parameters")
+        return loss.reshape(())
+    y = first_tensor(output)
+    if y is None or not y.is_floating_point() or not y.requires_grad:
+        raise ValueError(
+            "model: its output has no floating-point tensor that depends on the parameters; "
+            "pass loss_fn= to say what to differentiate"
+        )
+    g = _draw(tuple(y.shape), generator, y.device, y.dtype)
+    return torch.sum(y * g)

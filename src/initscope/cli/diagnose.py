@@ -1,0 +1,188 @@
+"""``initscope diagnose``: one forward and backward pass that shows, layer by layer, what the
+signal does.
+
+initscope diagnose path/to/file.py:factory --input-shape 64,784 [--init NAME] [--json]
+                   [--html out.html] [--plot out.png] [--seed N] [--eval]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from initscope.cli._common import CLIError, build_model, parse_shape
+
+_INIT_TARGETS = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "diagnose",
+        help="one forward and backward pass: per-layer signal, gradients, dead/saturated/"
+        "symmetric units",
+        description=(
+            "Build the model from a factory, run one synthetic N(0, 1) batch forward and backward "
+            "(integer tokens when the model starts with an Embedding) and print a per-layer table "
+            "with a verdict: healthy, exploding, vanishing, dead, saturated or symmetric."
+        ),
+    )
+    parser.add_argument(
+        "model", help="path/to/file.py:factory or module.path:factory (called with no arguments)"
+    )
+    parser.add_argument(
+        "--input-shape",
+        required=True,
+        metavar="SHAPE",
+        help="batch shape, e.g. 64,784 (batch first as the model expects it)",
+    )
+    parser.add_argument(
+        "--init",
+        metavar="NAME",
+        help="initialize first: a policy preset (when initscope.policy is installed) or an "
+        "initscope.init scheme applied to the weight of every Linear/Conv*/ConvTranspose* "
+        "(biases set to zero), e.g. kaiming_normal",
+    )
+    parser.add_argument(
+        "--init-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for the --init scheme, e.g. val=0.5 for constant (repeatable)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of torch's RNG before the factory runs, and of the input, "
+        "g and --init draws (default 0)",
+    )
+    parser.add_argument(
+        "--eval",
+        action="store_true",
+        help="run the pass in eval mode (default: the mode the factory returns)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead of the table"
+    )
+    parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    parser.add_argument(
+        "--plot", metavar="PATH", help="write the std-vs-depth figure (PNG, PDF, SVG)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from initscope.diagnose import _example_input, diagnose
+
+    init_kwargs = _parse_kwargs(args.init_arg)
+    if init_kwargs and not args.init:
+        raise CLIError("--init-arg: given without --init")
+    shape = parse_shape(args.input_shape)
+    torch.manual_seed(args.seed)  # the factory's default-initialized layers draw from torch's RNG
+    model = build_model(args.model)
+    generator = torch.Generator().manual_seed(args.seed)
+    if args.eval:
+        model.eval()
+    inputs = _example_input(model, shape, generator)
+    if args.init:
+        _initialize(model, args.init, init_kwargs, inputs, generator)
+    report = diagnose(model, inputs, generator=generator)
+    report.meta["input"] = f"synthetic {tuple(inputs.shape)}"
+    if args.json:
+        print(report.to_json())
+    else:
+        _print_table(report)
+    if args.html:
+        print(f"wrote {report.to_html(args.html)}", file=sys.stderr)
+    if args.plot:
+        report.plot(args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _print_table(report: Any) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if console.is_terminal:
+        console.print(report)
+    else:
+        print(report)
+
+
+def _parse_kwargs(items: list[str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CLIError(f"--init-arg: expected KEY=VALUE, got {item!r}")
+        kwargs[key] = _parse_value(text)
+    return kwargs
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _policy_presets() -> tuple[str, ...]:
+    try:
+        from initscope.policy import PRESETS
+    except ImportError:
+        return ()
+    return tuple(PRESETS)
+
+
+def _initialize(
+    model: nn.Module,
+    name: str,
+    kwargs: dict[str, Any],
+    inputs: torch.Tensor,
+    generator: torch.Generator,
+) -> None:
+    presets = _policy_presets()
+    if name in presets:
+        if kwargs:
+            raise CLIError(f"--init-arg: the policy preset {name!r} takes no arguments")
+        import initscope
+
+        initscope.initialize(model, preset=name, example_input=inputs, generator=generator)
+        return
+    from initscope.init import get_scheme, zeros_
+
+    try:
+        scheme = get_scheme(name)
+    except ValueError as exc:
+        extra = f"; policy presets: {', '.join(presets)}" if presets else ""
+        raise CLIError(f"--init: {exc}{extra}") from None
+    if "generator" in inspect.signature(scheme).parameters:
+        kwargs = {**kwargs, "generator": generator}
+    targets = [m for m in model.modules() if isinstance(m, _INIT_TARGETS)]
+    if not targets:
+        raise CLIError(f"--init {name}: the model has no Linear, Conv* or ConvTranspose* layer")
+    for module in targets:
+        try:
+            scheme(module.weight, **kwargs)
+        except TypeError as exc:
+            raise CLIError(
+                f"--init {name}: {exc}; pass its arguments with --init-arg KEY=VALUE"
+            ) from None
+        if module.bias is not None:
+            zeros_(module.bias)

@@ -1,0 +1,427 @@
+"""The result of :func:`initscope.diagnose`: per-layer statistics, a verdict, and its views.
+
+A :class:`Report` holds numbers only; the views (``print(report)`` as a rich table,
+:meth:`Report.to_dict` / :meth:`Report.to_json`, :meth:`Report.plot`, :meth:`Report.to_html` and
+:func:`compare`) read them and compute nothing new. matplotlib and rich are imported inside the
+views.
+
+Verdict rules (constants below; the first rule that fires wins, for the model and for each row):
+
+1. ``symmetric``: a row has a group of identical units (``identical_groups > 0``): identical
+   non-zero weight rows (weight layers; Embedding columns) or identical non-constant outputs across
+   the batch (activation, attention and recurrent rows whose input is not the unchanged output of
+   the row before, where the weight rows of that row already show it; norms map identical units
+   to identical units and are not checked). Constant initialization: the units receive the same
+   gradients and stay copies of each other (the symmetry problem).
+2. ``exploding`` / ``vanishing`` (the model needs ``DEPTH_MIN = 10`` weight layers): the model when
+   ``forward_log2 = log2(out_std[last] / out_std[first])`` over its weight layers lies beyond
+   ``+-LOG2_LIMIT = 2`` (a factor 4), else when the least-squares trend of ``log2(grad_out_std)``
+   across the weight layers, toward the input, changes by more than ``+-2`` over the stack (a trend,
+   not the end points, so that one width change at a classifier head, which under fan-in
+   initialization scales the gradient once by ``sqrt(fan_out / fan_in)``, is not read as a trend).
+   A weight layer gets this verdict when its own ``log2(out_std / out_std[first])`` lies beyond
+   ``+-2``. A non-finite (inf/nan) ``out_std`` or gradient std of a weight layer is ``exploding`` at
+   any depth.
+3. ``dead``: an activation row with ``dead_fraction > DEAD_LIMIT = 0.5`` (more than half its units
+   are exactly zero for the whole batch). Weight layers report ``dead_fraction`` (outputs
+   identically zero, e.g. a zero-initialized last layer of a residual branch) without it setting
+   their verdict.
+4. ``saturated``: an activation row with ``saturated_fraction > SATURATED_LIMIT = 0.5``: the
+   fraction of its outputs within ``SATURATION_MARGIN = 1%`` of the output range ``hi - lo`` from
+   a bound (tanh, sigmoid, hardtanh, softsign, ...: ``Activation.bounds``, both finite; the lower
+   bound 0 of ReLU6 is its off state, counted as dead instead).
+5. ``healthy``: no rule fired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from initscope.fans import Fans
+
+Verdict = Literal["healthy", "exploding", "vanishing", "dead", "saturated", "symmetric"]
+Kind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+KINDS: tuple[str, ...] = get_args(Kind)
+
+DEPTH_MIN = 10
+LOG2_LIMIT = 2.0
+DEAD_LIMIT = 0.5
+SATURATED_LIMIT = 0.5
+SATURATION_MARGIN = 0.01
+
+_STAT_FIELDS = (
+    "weight_std",
+    "in_mean",
+    "in_std",
+    "out_mean",
+    "out_std",
+    "grad_out_std",
+    "weight_grad_std",
+    "dead_fraction",
+    "saturated_fraction",
+    "identical_groups",
+    "predicted_std",
+    "ratio",
+    "predicted_grad_std",
+    "grad_ratio",
+)
+
+
+@dataclass
+class LayerStats:
+    """Statistics of one module call, in execution order.
+
+    One row per call of a weight-bearing module (Linear, Conv*, ConvTranspose*, Embedding,
+    MultiheadAttention, norms, RNNs) and of an activation module. A module called twice gives two
+    rows (the second path ends in ``#2``). Means and stds are over all elements of the tensor
+    (population std); ``nan`` where a statistic does not exist (the mean of integer token inputs).
+
+    ``predicted_std`` is theory's std of the output from the measured input: a weight layer
+    ``sqrt(fan_in * Var(W) * E[x^2] + Var(b))`` (zero-mean weights independent of the input;
+    ``Var(b)`` the spread of the biases across units), an Embedding its weight std, an activation
+    ``sqrt(Var f(z))`` for ``z ~ N(in_mean, in_std^2)`` (``initscope.theory.moments``); ``ratio`` is
+    ``out_std / predicted_std``. ``predicted_grad_std`` (weight layers) is the backward equation of
+    Glorot & Bengio (2010) one step down from the next weight layer ``l+1``:
+    ``grad_out_std[l+1] * sqrt(fan_out[l+1] * Var(W[l+1]) * prod E[f'(z)^2])`` over the activation
+    modules in between, given only when the rows between form a chain (each input is the previous
+    output); ``grad_ratio`` is ``grad_out_std / predicted_grad_std``.
+    """
+
+    index: int
+    path: str
+    type: str
+    kind: str
+    fans: Fans | None
+    weight_std: float | None
+    in_mean: float
+    in_std: float
+    out_mean: float
+    out_std: float
+    grad_out_std: float | None
+    weight_grad_std: float | None
+    dead_fraction: float | None
+    saturated_fraction: float | None
+    identical_groups: int
+    predicted_std: float | None
+    ratio: float | None
+    verdict: str
+    predicted_grad_std: float | None = None
+    grad_ratio: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (``fans`` as a dict or None)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(repr=False)
+class Report:
+    """What one forward and backward pass showed, layer by layer, with a verdict.
+
+    ``forward_log2 = log2(out_std[last] / out_std[first])`` over the weight layers (their outputs
+    are pre-activations); ``backward_log2 = log2(grad_out_std[first] / grad_out_std[last])``
+    (positive when gradients grow toward the input). ``forward_slope`` / ``backward_slope`` are
+    least-squares slopes of ``log2(out_std)`` and ``log2(grad_out_std)`` per weight layer (the
+    backward one counted toward the input). ``forward_gains[l] = out_std[l] / out_std[l-1]`` and
+    ``backward_gains[l] = grad_out_std[l-1] / grad_out_std[l]`` per weight layer (None for the
+    first).
+    Zero stds are clamped to ``2**-126`` inside the logarithms. See the module docstring for the
+    verdict rules. Build one with :func:`initscope.diagnose`.
+    """
+
+    layers: list[LayerStats]
+    verdict: str
+    reason: str
+    forward_log2: float
+    backward_log2: float
+    forward_slope: float
+    backward_slope: float
+    forward_gains: list[float | None] = field(default_factory=list)
+    backward_gains: list[float | None] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_measurements(cls, rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> Report:
+        """Judge measured rows (LayerStats fields except ``verdict``) and build the report."""
+        stats = [LayerStats(**row, verdict="healthy") for row in rows]
+        weights = [s for s in stats if s.kind == "weight"]
+        out = [s.out_std for s in weights]
+        grads = [s.grad_out_std for s in weights]
+        forward_log2 = _log2_ratio(out[-1], out[0]) if out else math.nan
+        backward_log2 = (
+            _log2_ratio(grads[0], grads[-1])
+            if grads and grads[0] is not None and grads[-1] is not None
+            else math.nan
+        )
+        forward_slope = _slope(out)
+        backward_slope = -_slope(grads)
+        deep = len(weights) >= DEPTH_MIN
+        first = out[0] if out else math.nan
+        for s in stats:
+            s.verdict = _layer_verdict(s, first, deep)
+        verdict, reason = _model_verdict(stats, weights, forward_log2, backward_slope, deep)
+        return cls(
+            layers=stats,
+            verdict=verdict,
+            reason=reason,
+            forward_log2=forward_log2,
+            backward_log2=backward_log2,
+            forward_slope=forward_slope,
+            backward_slope=backward_slope,
+            forward_gains=[None] + [_ratio(b, a) for a, b in zip(out, out[1:], strict=False)],
+            backward_gains=[None] + [_ratio(a, b) for a, b in zip(grads, grads[1:], strict=False)],
+            meta=dict(meta),
+        )
+
+    def weight_layers(self) -> list[LayerStats]:
+        """The rows of kind ``"weight"`` (Linear, Conv*, ConvTranspose*, Bilinear), in order."""
+        return [s for s in self.layers if s.kind == "weight"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary, one dict per row (``layers``) and long-form ``records``.
+
+        ``records`` has one row per layer and statistic, as mup's coord check stores them:
+        ``{"index", "path", "type", "kind", "stat", "value"}`` for every statistic that exists.
+        """
+        records = [
+            {
+                "index": s.index,
+                "path": s.path,
+                "type": s.type,
+                "kind": s.kind,
+                "stat": name,
+                "value": value,
+            }
+            for s in self.layers
+            for name, value in _stat_items(s)
+        ]
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "forward_log2": self.forward_log2,
+            "backward_log2": self.backward_log2,
+            "forward_slope": self.forward_slope,
+            "backward_slope": self.backward_slope,
+            "forward_gains": list(self.forward_gains),
+            "backward_gains": list(self.backward_gains),
+            "meta": dict(self.meta),
+            "layers": [s.to_dict() for s in self.layers],
+            "records": records,
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Strict JSON of :meth:`to_dict` (``nan`` as null, infinities as ``"inf"`` / ``"-inf"``).
+
+        Writes the text to ``path`` when given; returns it either way.
+        """
+        text = json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def plot(
+        self, path: str | Path | None = None, ax: Axes | Sequence[Axes] | None = None
+    ) -> Figure:
+        """Forward std and gradient std of the weight layers against depth, measured and predicted.
+
+        Log2 scale. ``ax``: a pair of Axes (forward, backward), one Axes (both on it), or None for a
+        new two-panel figure. Saves to ``path`` when given. Returns the Figure.
+        """
+        from initscope._report_views import plot_reports
+
+        return plot_reports([self], [None], path=path, ax=ax)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write one self-contained HTML file (summary, the plot as an inline PNG, the table)."""
+        from initscope._report_views import html_report
+
+        out = Path(path)
+        out.write_text(html_report(self), encoding="utf-8")
+        return out
+
+    def __rich__(self) -> Any:
+        from initscope._report_views import rich_report
+
+        return rich_report(self)
+
+    def __str__(self) -> str:
+        from initscope._report_views import text_report
+
+        return text_report(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Report(verdict={self.verdict!r}, layers={len(self.layers)}, "
+            f"forward_log2={self.forward_log2:.3g}, backward_log2={self.backward_log2:.3g})"
+        )
+
+
+def compare(
+    reports: Sequence[Report], labels: Sequence[str], path: str | Path | None = None
+) -> Figure:
+    """One figure with the forward and gradient std of several reports (e.g. default init vs He).
+
+    Measured curves solid, predicted as open circles, one color per report. Saves to ``path``
+    when given.
+    """
+    if isinstance(reports, Report) or not all(isinstance(r, Report) for r in reports):
+        raise TypeError("reports: expected a sequence of Report")
+    if isinstance(labels, str) or not all(isinstance(label, str) for label in labels):
+        raise TypeError("labels: expected a sequence of str")
+    if not reports:
+        raise ValueError("reports: expected at least one Report")
+    if len(labels) != len(reports):
+        raise ValueError(
+            f"labels: expected {len(reports)} labels (one per report), got {len(labels)}"
+        )
+    from initscope._report_views import plot_reports
+
+    return plot_reports(list(reports), list(labels), path=path, ax=None)
+
+
+def _stat_items(s: LayerStats) -> list[tuple[str, float]]:
+    items: list[tuple[str, float]] = []
+    if s.fans is not None:
+        items += [("fan_in", float(s.fans.fan_in)), ("fan_out", float(s.fans.fan_out))]
+    for name in _STAT_FIELDS:
+        value = getattr(s, name)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            items.append((name, float(value)))
+    return items
+
+
+_TINY = 2.0**-126
+
+
+def _log2_ratio(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b) or (math.isinf(a) and math.isinf(b)):
+        return math.nan
+    if math.isinf(a) or math.isinf(b):
+        return math.inf if math.isinf(a) else -math.inf
+    return math.log2(max(a, _TINY) / max(b, _TINY))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def _slope(values: Sequence[float | None]) -> float:
+    points = [
+        (i, math.log2(max(v, _TINY)))
+        for i, v in enumerate(values)
+        if v is not None and math.isfinite(v)
+    ]
+    if len(points) < 2:
+        return math.nan
+    n = len(points)
+    mx = sum(i for i, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((i - mx) ** 2 for i, _ in points)
+    return sum((i - mx) * (y - my) for i, y in points) / sxx
+
+
+def _finite(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
+
+
+def _layer_verdict(s: LayerStats, first_out_std: float, deep: bool) -> str:
+    if s.identical_groups > 0:
+        return "symmetric"
+    if s.kind == "weight":
+        if not (math.isfinite(s.out_std) and _finite(s.grad_out_std)):
+            return "exploding"
+        if deep:
+            drift = _log2_ratio(s.out_std, first_out_std)
+            if drift > LOG2_LIMIT:
+                return "exploding"
+            if drift < -LOG2_LIMIT:
+                return "vanishing"
+    if s.kind == "activation":
+        if s.dead_fraction is not None and s.dead_fraction > DEAD_LIMIT:
+            return "dead"
+        if s.saturated_fraction is not None and s.saturated_fraction > SATURATED_LIMIT:
+            return "saturated"
+    return "healthy"
+
+
+def _model_verdict(
+    stats: list[LayerStats],
+    weights: list[LayerStats],
+    forward_log2: float,
+    backward_slope: float,
+    deep: bool,
+) -> tuple[str, str]:
+    symmetric = [s for s in stats if s.verdict == "symmetric"]
+    if symmetric:
+        s = symmetric[0]
+        return "symmetric", (
+            f"{len(symmetric)} row(s) have groups of identical units, first {s.path!r} "
+            f"({s.type}) with {s.identical_groups} group(s): the units compute and learn the same"
+        )
+    bad = [s for s in weights if not (math.isfinite(s.out_std) and _finite(s.grad_out_std))]
+    if bad:
+        s = bad[0]
+        return "exploding", f"{s.path!r} ({s.type}) has a non-finite output or gradient std"
+    n = len(weights)
+    if deep:
+        rule = f"rule: beyond +-{LOG2_LIMIT:g} at >= {DEPTH_MIN} weight layers"
+        if abs(forward_log2) > LOG2_LIMIT:
+            word = "exploding" if forward_log2 > 0 else "vanishing"
+            return word, (
+                f"log2 of the pre-activation std changes by {forward_log2:+.2f} from "
+                f"{weights[0].path!r} to {weights[-1].path!r} over {n} weight layers ({rule})"
+            )
+        trend = backward_slope * (n - 1)
+        if math.isfinite(trend) and abs(trend) > LOG2_LIMIT:
+            word = "exploding" if trend > 0 else "vanishing"
+            return word, (
+                f"the fitted log2 of the gradient std changes by {trend:+.2f} toward the input "
+                f"over {n} weight layers ({rule})"
+            )
+    for word, attr, limit, what in (
+        ("dead", "dead_fraction", DEAD_LIMIT, "units zero for the whole batch"),
+        ("saturated", "saturated_fraction", SATURATED_LIMIT, "outputs near a bound"),
+    ):
+        rows = [s for s in stats if s.verdict == word]
+        if rows:
+            s = max(rows, key=lambda r: getattr(r, attr))
+            return word, (
+                f"{len(rows)} activation row(s) are {word}, worst {s.path!r} ({s.type}) with "
+                f"{getattr(s, attr):.0%} of its {what} (rule: > {limit:.0%})"
+            )
+    depth_note = "" if deep else f" (the depth rules need >= {DEPTH_MIN} weight layers, found {n})"
+    return "healthy", (
+        f"no rule fired: forward log2 {_signed(forward_log2)}, gradient trend "
+        f"{_signed(backward_slope * max(n - 1, 0))} over {n} weight layers{depth_note}"
+    )
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    """``+1.23`` / ``-0.50``; ``n/a`` for nan (fewer than two weight layers, no gradient)."""
+    return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

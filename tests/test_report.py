@@ -1,0 +1,262 @@
+"""Tests for initscope.report: verdict rules, dict/JSON, table, plot, HTML, compare."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from initscope.diagnose import diagnose
+from initscope.report import LayerStats, Report, compare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(i: int, kind: str = "weight", **over) -> dict:
+    base = dict(
+        index=i,
+        path=f"l{i}",
+        type="Linear" if kind == "weight" else "ReLU",
+        kind=kind,
+        fans=None,
+        weight_std=0.1,
+        in_mean=0.0,
+        in_std=1.0,
+        out_mean=0.0,
+        out_std=1.0,
+        grad_out_std=1.0,
+        weight_grad_std=0.1,
+        dead_fraction=0.0,
+        saturated_fraction=None,
+        identical_groups=0,
+        predicted_std=1.0,
+        ratio=1.0,
+    )
+    base.update(over)
+    return base
+
+
+def judged(rows: list[dict]) -> Report:
+    return Report.from_measurements(rows, {"model": "Synthetic"})
+
+
+def chain(n: int, out=lambda i: 1.0, grad=lambda i: 1.0) -> list[dict]:
+    return [row(i, out_std=out(i), grad_out_std=grad(i)) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def test_forward_rule_needs_ten_weight_layers_and_a_factor_four():
+    grow = 2.0 ** (2.01 / 9)
+    assert judged(chain(10, out=lambda i: grow**i)).verdict == "exploding"
+    assert judged(chain(10, out=lambda i: grow**-i)).verdict == "vanishing"
+    assert judged(chain(10, out=lambda i: (2.0 ** (1.99 / 9)) ** i)).verdict == "healthy"
+    shallow = judged(chain(9, out=lambda i: 10.0**i))
+    assert shallow.verdict == "healthy" and "need >= 10" in shallow.reason
+    report = judged(chain(10, out=lambda i: grow**-i))
+    assert report.forward_log2 == pytest.approx(-2.01)
+    assert report.forward_slope == pytest.approx(-2.01 / 9)
+    assert [s.verdict for s in report.layers[:9]] == ["healthy"] * 9
+    assert report.layers[9].verdict == "vanishing"
+    assert report.forward_gains[0] is None and report.forward_gains[1] == pytest.approx(grow**-1)
+
+
+def test_gradient_rule_uses_the_trend_not_one_step_at_the_head():
+    shrink = 2.0 ** (3 / 11)
+    assert (
+        judged(chain(12, grad=lambda i: shrink**i)).verdict == "vanishing"
+    )  # smaller toward the input
+    assert judged(chain(12, grad=lambda i: shrink**-i)).verdict == "exploding"
+    head = judged(chain(12, grad=lambda i: 8.0 if i == 11 else 1.0))
+    assert head.backward_log2 == pytest.approx(-3.0)
+    assert head.verdict == "healthy"
+
+
+def test_precedence_symmetric_then_depth_then_dead_then_saturated():
+    rows = chain(10, out=lambda i: 10.0**i)
+    rows[3]["identical_groups"] = 2
+    assert judged(rows).verdict == "symmetric"
+    rows = chain(10, out=lambda i: 10.0**i) + [row(10, "activation", dead_fraction=0.9)]
+    assert judged(rows).verdict == "exploding"
+    rows = chain(3) + [row(3, "activation", dead_fraction=0.9, saturated_fraction=0.9)]
+    assert judged(rows).verdict == "dead"
+    rows = chain(3) + [row(3, "activation", dead_fraction=0.5, saturated_fraction=0.51)]
+    report = judged(rows)
+    assert report.verdict == "saturated" and "51%" in report.reason
+    # exactly 50% is not more than half
+    assert judged(chain(3) + [row(3, "activation", saturated_fraction=0.5)]).verdict == "healthy"
+    # a weight layer's zero outputs (zero-initialized residual branch) do not make it dead
+    assert judged(chain(3) + [row(3, dead_fraction=1.0)]).verdict == "healthy"
+
+
+def test_non_finite_is_exploding_at_any_depth():
+    report = judged(chain(2, out=lambda i: math.inf if i else 1.0))
+    assert report.verdict == "exploding" and report.forward_log2 == math.inf
+    assert judged(chain(2, grad=lambda i: math.nan)).verdict == "exploding"
+
+
+def test_zero_std_is_clamped_in_logs():
+    report = judged(chain(10, out=lambda i: 0.0 if i == 9 else 1.0))
+    assert report.forward_log2 == pytest.approx(-126.0)
+    assert report.verdict == "vanishing"
+
+
+# ----------------------------------------------------------------------------- dict / JSON
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)
+    )
+    return diagnose(model, input_shape=(64, 16), generator=torch.Generator().manual_seed(0))
+
+
+def test_to_dict_has_long_form_records(report):
+    d = report.to_dict()
+    assert d["verdict"] == report.verdict
+    assert len(d["layers"]) == len(report.layers) == 5
+    records = d["records"]
+    assert set(records[0]) == {"index", "path", "type", "kind", "stat", "value"}
+    by_key = {(r["index"], r["stat"]): r["value"] for r in records}
+    for s in report.layers:
+        assert by_key[(s.index, "out_std")] == s.out_std
+        assert by_key[(s.index, "identical_groups")] == 0
+        if s.fans is not None:
+            assert by_key[(s.index, "fan_in")] == s.fans.fan_in
+        if s.grad_out_std is not None:
+            assert by_key[(s.index, "grad_out_std")] == s.grad_out_std
+    # one record per (layer, statistic), no duplicates, no None values
+    assert len(by_key) == len(records)
+    assert all(r["value"] is not None for r in records)
+    assert d["layers"][0]["fans"] == {"fan_in": 16, "fan_out": 32, "receptive_field": 1}
+
+
+def test_to_json_is_strict_and_written(report, tmp_path):
+    text = report.to_json(tmp_path / "r.json")
+    assert (tmp_path / "r.json").read_text() == text + "\n"
+    assert json.loads(text)["verdict"] == report.verdict
+    inf = judged(chain(2, out=lambda i: math.inf if i else 1.0))
+    inf.layers[0].in_mean = math.nan
+    data = json.loads(
+        inf.to_json(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}")
+    )
+    assert data["forward_log2"] == "inf"
+    assert data["layers"][1]["out_std"] == "inf"
+    assert data["layers"][0]["in_mean"] is None
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def test_str_is_a_table_of_every_row(report):
+    text = str(report)
+    assert f"verdict {report.verdict}" in text
+    assert report.reason[:40] in text
+    lines = text.splitlines()
+    for s in report.layers:
+        assert any(
+            re.match(rf"\s*{s.index}\s+│\s+{re.escape(s.path)}\s+│\s+{s.type}", line)
+            for line in lines
+        )
+    assert "\x1b[" not in text
+    assert repr(report).startswith("Report(verdict=")
+
+
+def test_rich_renderable(report):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(report)
+    assert "ratio" in console.export_text()
+
+
+def test_plot_writes_a_png_with_measured_and_predicted(report, tmp_path):
+    fig = report.plot(tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fwd, bwd = fig.axes
+    assert len(fwd.lines) == 2 and len(bwd.lines) == 2
+    measured = fwd.lines[0].get_ydata()
+    assert list(measured) == pytest.approx([s.out_std for s in report.weight_layers()])
+    assert list(bwd.lines[0].get_ydata()) == pytest.approx(
+        [s.grad_out_std for s in report.weight_layers()]
+    )
+    assert fwd.get_yscale() == "log"
+
+
+def test_plot_into_given_axes(report):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subplots()
+    assert report.plot(ax=ax) is fig
+    assert len(ax.lines) == 4
+    fig2 = Figure()
+    pair = fig2.subplots(1, 2)
+    report.plot(ax=pair)
+    assert [len(a.lines) for a in pair] == [2, 2]
+
+
+def test_compare_puts_reports_on_one_figure(report, tmp_path):
+    other = judged(chain(3, out=lambda i: 2.0**-i))
+    fig = compare([report, other], labels=["real", "synthetic"], path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    fwd, _ = fig.axes
+    labels = [line.get_label() for line in fwd.lines]
+    assert (
+        labels[0] == f"real ({report.verdict}): measured"
+        and labels[2] == "synthetic (healthy): measured"
+    )
+    with pytest.raises(ValueError, match="labels"):
+        compare([report, other], labels=["one"])
+    with pytest.raises(TypeError, match="reports"):
+        compare([report, "x"], labels=["a", "b"])
+    with pytest.raises(ValueError, match="at least one"):
+        compare([], labels=[])
+
+
+def test_html_is_self_contained(report, tmp_path):
+    path = report.to_html(tmp_path / "r.html")
+    text = path.read_text()
+    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert match and base64.b64decode(match.group(1))[:4] == b"\x89PNG"
+    assert not re.search(r'(src|href)="https?:', text)
+    for s in report.layers:
+        assert f">{s.path}<" in text
+    assert f'class="v-{report.verdict}">{report.verdict}' in text
+
+
+def test_layerstats_to_dict_roundtrip(report):
+    s = report.layers[0]
+    assert LayerStats(**{**s.to_dict(), "fans": s.fans}) == s
+
+
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(tmp_path):
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium is not installed")
+    out = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "render_report.py"),
+            "--out-dir",
+            str(tmp_path),
+            "--screenshot",
+            str(out),
+        ],
+        check=True,
+        timeout=300,
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
