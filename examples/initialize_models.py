@@ -16,8 +16,16 @@ from torch import nn
 
 import initscope
 
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU,
-               "silu": nn.SiLU, "selu": nn.SELU, "elu": nn.ELU, "mish": nn.Mish}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "selu": nn.SELU,
+    "elu": nn.ELU,
+    "mish": nn.Mish,
+}
 
 
 class PricingNetwork(nn.Module):
@@ -67,8 +75,9 @@ class ResNetCNN(nn.Module):
     """A ResNet-style CNN: stem conv, ``blocks`` residual blocks, a 1x1 conv head (dense
     prediction: as many output channels as features, so both passes can be compared end to end)."""
 
-    def __init__(self, blocks: int = 20, channels: int = 16, in_channels: int = 3,
-                 norm: bool = False) -> None:
+    def __init__(
+        self, blocks: int = 20, channels: int = 16, in_channels: int = 3, norm: bool = False
+    ) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.blocks = nn.Sequential(*(Block(channels, norm) for _ in range(blocks)))
@@ -82,11 +91,13 @@ def resnet_cnn() -> nn.Module:
     return ResNetCNN()
 
 
-def transformer_encoder(layers: int = 12, d_model: int = 128, nhead: int = 4,
-                        dim_feedforward: int = 512) -> nn.Module:
+def transformer_encoder(
+    layers: int = 12, d_model: int = 128, nhead: int = 4, dim_feedforward: int = 512
+) -> nn.Module:
     """``nn.TransformerEncoder`` (post-norm, torch's default); input ``(batch, seq, d_model)``."""
-    layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=0.0,
-                                       batch_first=True)
+    layer = nn.TransformerEncoderLayer(
+        d_model, nhead, dim_feedforward, dropout=0.0, batch_first=True
+    )
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
@@ -97,7 +108,8 @@ class StackedLSTM(nn.Module):
         super().__init__()
         self.lstms = nn.ModuleList(
             nn.LSTM(input_size if i == 0 else hidden, hidden, batch_first=True)
-            for i in range(layers))
+            for i in range(layers)
+        )
         self.head = nn.Linear(hidden, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,9 @@ import initscope
 from initscope import theory
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("initialize_models",
-                                               ROOT / "examples" / "initialize_models.py")
+_spec = importlib.util.spec_from_file_location(
+    "initialize_models", ROOT / "examples" / "initialize_models.py"
+)
 models = importlib.util.module_from_spec(_spec)
 sys.modules["initialize_models"] = models
 _spec.loader.exec_module(models)
@@ -72,12 +73,12 @@ def mlp_prediction(act: str, plan: initscope.Plan, depth: int = 50) -> tuple[flo
     plus the output layer's step, from the plan's own numbers."""
     width = 256
     first, hidden, last = plan["0.weight"], plan["2.weight"], plan[f"{2 * (depth - 1)}.weight"]
-    w = hidden.std ** 2 * width
+    w = hidden.std**2 * width
     b = plan["2.bias"].std ** 2
-    q0 = first.std ** 2 * width + plan["0.bias"].std ** 2  # Var(x) = 1
+    q0 = first.std**2 * width + plan["0.bias"].std ** 2  # Var(x) = 1
     prof = theory.depth_profile(act, w, b, depth - 1, q0)
     q_last = prof.q[-1]
-    w_out = last.std ** 2 * width
+    w_out = last.std**2 * width
     q_out = theory.variance_map(act, q_last, w_out, 0.0)
     fwd = prof.forward_log2 + 0.5 * math.log2(q_out / q_last)
     bwd = prof.backward_log2 + 0.5 * math.log2(w_out * theory.moments(act, q_last).deriv_second)
@@ -97,20 +98,28 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("MLP") and r["plan"] is not None:
                 fwd, bwd = mlp_prediction(name.split()[-1], r["plan"])
                 theory_col = f"{fwd:+.2f} / {bwd:+.2f}"
-            print(f"| {name} | {preset} | {r['forward']:+.2f} | {r['backward']:+.2f} | "
-                  f"{r['verdict']} | {theory_col} |")
+            print(
+                f"| {name} | {preset} | {r['forward']:+.2f} | {r['backward']:+.2f} | "
+                f"{r['verdict']} | {theory_col} |"
+            )
     if args.seeds > 1:
-        print(f"\n'auto' MLPs over {args.seeds} seeds: mean [min, max] of the log2 figures, and "
-              "how many seeds keep both within 1 bit")
+        print(
+            f"\n'auto' MLPs over {args.seeds} seeds: mean [min, max] of the log2 figures, and "
+            "how many seeds keep both within 1 bit"
+        )
         for act in MLP_ACTS:
-            rs = [measure(lambda a=act: models.mlp(a), (BATCH, 256), "auto", s)
-                  for s in range(args.seeds)]
+            rs = [
+                measure(lambda a=act: models.mlp(a), (BATCH, 256), "auto", s)
+                for s in range(args.seeds)
+            ]
             fwd = torch.tensor([r["forward"] for r in rs])
             bwd = torch.tensor([r["backward"] for r in rs])
             ok = int(((fwd.abs() <= 1) & (bwd.abs() <= 1)).sum())
-            print(f"  {act:10s} forward {fwd.mean():+.2f} [{fwd.min():+.2f}, {fwd.max():+.2f}]  "
-                  f"backward {bwd.mean():+.2f} [{bwd.min():+.2f}, {bwd.max():+.2f}]  "
-                  f"within 1 bit: {ok}/{args.seeds}")
+            print(
+                f"  {act:10s} forward {fwd.mean():+.2f} [{fwd.min():+.2f}, {fwd.max():+.2f}]  "
+                f"backward {bwd.mean():+.2f} [{bwd.min():+.2f}, {bwd.max():+.2f}]  "
+                f"within 1 bit: {ok}/{args.seeds}"
+            )
     return 0
 
 

@@ -50,8 +50,9 @@ def test_every_name_is_covered_here():
     assert {n for n, _, _ in TORCH_EQUIVALENT} == set(names())
 
 
-@pytest.mark.parametrize(("name", "param", "fn"), TORCH_EQUIVALENT,
-                         ids=[f"{n}-{p}" for n, p, _ in TORCH_EQUIVALENT])
+@pytest.mark.parametrize(
+    ("name", "param", "fn"), TORCH_EQUIVALENT, ids=[f"{n}-{p}" for n, p, _ in TORCH_EQUIVALENT]
+)
 def test_numpy_function_and_derivative_match_torch(name, param, fn):
     act = resolve(name, param)
     x = X.clone().requires_grad_(True)
@@ -151,8 +152,10 @@ def test_from_function_reads_call_arguments():
     assert from_function(F.elu, (x, 0.5)).label() == "elu(0.5)"
     assert from_function(F.softplus, (x,), {"beta": 3}).label() == "softplus(3)"
     assert from_function(F.hardtanh, (x, -2.0, 2.0)).label() == "hardtanh(2)"
-    assert from_function(F.hardtanh, (x,), {"min_val": 0.0, "max_val": 6.0}).label() == \
-        "hardtanh(0, 6)"
+    assert (
+        from_function(F.hardtanh, (x,), {"min_val": 0.0, "max_val": 6.0}).label()
+        == "hardtanh(0, 6)"
+    )
     assert from_function(torch.sigmoid, (x,)).label() == "sigmoid"
     assert from_function(torch.tanh, (x,)).label() == "tanh"
     assert from_function(F.silu, (x,)).label() == "silu"
@@ -256,8 +259,16 @@ def test_activation_is_callable_and_hashable():
 
 @pytest.mark.parametrize(
     ("name", "param"),
-    [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None), ("selu", None),
-     ("leaky_relu", None), ("leaky_relu", 0.2), ("conv2d", None)],
+    [
+        ("linear", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("selu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("conv2d", None),
+    ],
 )
 def test_torch_gain_is_torchs_table(name, param):
     assert torch_gain(name, param) == nn.init.calculate_gain(name, param)

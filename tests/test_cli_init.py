@@ -24,15 +24,32 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_table_for_the_pricing_network(capsys) -> None:
     code, out, err = run(capsys, f"{EXAMPLES}:pricing_network")
     assert code == 0, err
-    for text in ("preset 'auto' for PricingNetwork", "backbone.2.weight", "kaiming_normal",
-                 "Var = 2 / fan_in = 2/128", "output layer", "128/1"):
+    for text in (
+        "preset 'auto' for PricingNetwork",
+        "backbone.2.weight",
+        "kaiming_normal",
+        "Var = 2 / fan_in = 2/128",
+        "output layer",
+        "128/1",
+    ):
         assert text in out
 
 
 def test_json_save_plan_and_seed(tmp_path, capsys) -> None:
     saved = tmp_path / "plan.json"
-    code, out, err = run(capsys, f"{EXAMPLES}:transformer_encoder", "--input-shape", "4,8,128",
-                         "--json", "--save-plan", str(saved), "--preset", "gpt2", "--seed", "1")
+    code, out, err = run(
+        capsys,
+        f"{EXAMPLES}:transformer_encoder",
+        "--input-shape",
+        "4,8,128",
+        "--json",
+        "--save-plan",
+        str(saved),
+        "--preset",
+        "gpt2",
+        "--seed",
+        "1",
+    )
     assert code == 0, err and f"wrote {saved}" in err
     d = json.loads(out)
     assert d["preset"] == "gpt2" and d == json.loads(saved.read_text())
@@ -49,8 +66,14 @@ def test_json_save_plan_and_seed(tmp_path, capsys) -> None:
 
 
 def test_rules_and_zero_init_residual(capsys) -> None:
-    code, out, err = run(capsys, f"{EXAMPLES}:resnet_cnn", "--json", "--zero-init-residual",
-                         "--rule", "head=orthogonal")
+    code, out, err = run(
+        capsys,
+        f"{EXAMPLES}:resnet_cnn",
+        "--json",
+        "--zero-init-residual",
+        "--rule",
+        "head=orthogonal",
+    )
     assert code == 0, err
     entries = {e["path"]: e for e in json.loads(out)["entries"]}
     assert entries["blocks.3.conv2.weight"]["choices"][0]["scheme"] == "zeros"
@@ -73,8 +96,9 @@ def test_errors_exit_2(capsys) -> None:
 def test_diagnose_init_takes_the_presets(capsys) -> None:
     reports = {}
     for preset in ("torch", "auto"):
-        code = main(["diagnose", f"{EXAMPLES}:mlp", "--input-shape", "128,256", "--init", preset,
-                     "--json"])
+        code = main(
+            ["diagnose", f"{EXAMPLES}:mlp", "--input-shape", "128,256", "--init", preset, "--json"]
+        )
         out, err = capsys.readouterr()
         assert code == 0, err
         reports[preset] = json.loads(out)

@@ -55,8 +55,19 @@ def test_gain_bad_input_exits_2_with_a_message(capsys, argv, message):
 def test_guide_table(capsys):
     assert main(["guide"]) == 0
     out = capsys.readouterr().out
-    for label in ("sigmoid", "tanh", "relu", "leaky_relu(0.01)", "leaky_relu(0.2)", "selu", "gelu",
-                  "silu", "mish", "elu(1)", "softplus(1)"):
+    for label in (
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(0.01)",
+        "leaky_relu(0.2)",
+        "selu",
+        "gelu",
+        "silu",
+        "mish",
+        "elu(1)",
+        "softplus(1)",
+    ):
         assert label in out
     assert "lecun_normal" in out and "-22.0 / -21.5" in out  # GELU under He over 50 layers
 
@@ -68,8 +79,14 @@ def test_guide_json_matches_the_library(capsys):
 
 
 def test_python_m_initscope_gain_gelu():
-    done = subprocess.run([sys.executable, "-m", "initscope", "gain", "gelu", "--json"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "initscope", "gain", "gelu", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["gain"]["forward"] == pytest.approx(theory.gain("gelu"),
-                                                                       rel=1e-15)
+    assert json.loads(done.stdout)["gain"]["forward"] == pytest.approx(
+        theory.gain("gelu"), rel=1e-15
+    )

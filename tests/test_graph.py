@@ -81,8 +81,9 @@ class TinyGPT(nn.Module):
 
 
 def test_sequential_mlp_activations_output_input_and_depth() -> None:
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.LeakyReLU(0.3),
-                          nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.LeakyReLU(0.3), nn.Linear(8, 2)
+    )
     layers = inspect_model(model)
     assert [layer.path for layer in layers] == ["0", "2", "4"]
     assert [layer.activation_label for layer in layers] == ["tanh", "leaky_relu(0.3)", None]
@@ -105,10 +106,15 @@ def test_functional_activations_through_reshape_and_dropout(trace: str) -> None:
     assert layers["a"].activation_at == "F.leaky_relu"
 
 
-@pytest.mark.parametrize(("norm", "kind"), [
-    (nn.BatchNorm1d(16), "batch_norm"), (nn.LayerNorm(16), "layer_norm"),
-    (nn.GroupNorm(4, 16), "group_norm"), (nn.RMSNorm(16), "rms_norm"),
-])
+@pytest.mark.parametrize(
+    ("norm", "kind"),
+    [
+        (nn.BatchNorm1d(16), "batch_norm"),
+        (nn.LayerNorm(16), "layer_norm"),
+        (nn.GroupNorm(4, 16), "group_norm"),
+        (nn.RMSNorm(16), "rms_norm"),
+    ],
+)
 def test_following_normalization(norm: nn.Module, kind: str) -> None:
     model = nn.Sequential(nn.Linear(8, 16), norm, nn.SiLU(), nn.Linear(16, 4))
     layers = inspect_model(model)
@@ -142,8 +148,9 @@ def test_residual_branches(norm: bool) -> None:
 
 
 def test_transformer_encoder_needs_example_input_then_records() -> None:
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 3,
-                                enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 3, enable_nested_tensor=False
+    )
     with pytest.raises(ValueError, match="example_input"):
         inspect_model(enc)
     enc.eval()  # eval mode would take torch's fused fast path; the recording must still see inside
@@ -186,7 +193,10 @@ def test_recurrent_and_never_called_modules() -> None:
 
     layers = inspect_model(Seq())
     assert [(la.path, la.kind, la.calls) for la in layers] == [
-        ("lstm", "recurrent", 1), ("fc", "linear", 1), ("unused", "linear", 0)]
+        ("lstm", "recurrent", 1),
+        ("fc", "linear", 1),
+        ("unused", "linear", 0),
+    ]
     assert layers[1].is_output
 
 
@@ -205,11 +215,23 @@ def test_shared_module_is_one_layer() -> None:
 
 def test_fx_and_record_agree() -> None:
     x = torch.randn(2, 3, 8, 8)
-    fields = ("path", "kind", "activation_label", "norm", "ends_residual", "residual_branch",
-              "residual_depth", "branch_layers", "is_output", "is_input", "stack_depth")
+    fields = (
+        "path",
+        "kind",
+        "activation_label",
+        "norm",
+        "ends_residual",
+        "residual_branch",
+        "residual_depth",
+        "branch_layers",
+        "is_output",
+        "is_input",
+        "stack_depth",
+    )
     model = ResNet(True)
     a = inspect_model(model, trace="fx")
     b = inspect_model(model, x, trace="record")
+
     def rows(layers: list[Layer]) -> list[list]:
         return [[getattr(layer, f) for f in fields] for layer in layers]
 
@@ -217,8 +239,9 @@ def test_fx_and_record_agree() -> None:
 
 
 def test_recording_leaves_the_model_untouched() -> None:
-    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2)
+    )
     model.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(16, 4)
@@ -264,16 +287,19 @@ def test_bad_input() -> None:
 
 
 def test_input_activation_and_post_norm() -> None:
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2,
-                                enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2, enable_nested_tensor=False
+    )
     layers = by_path(inspect_model(enc, torch.randn(2, 5, 16)))
     assert layers["layers.0.linear2"].input_activation.name == "relu"
     assert layers["layers.0.linear1"].input_activation is None
     assert layers["layers.1.self_attn.out_proj"].input_activation is None
     assert all(la.post_norm for la in layers.values() if la.residual_branch is not None)
-    pre = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True,
-                                                           norm_first=True), 2,
-                                enable_nested_tensor=False)
+    pre = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, norm_first=True),
+        2,
+        enable_nested_tensor=False,
+    )
     layers = by_path(inspect_model(pre, torch.randn(2, 5, 16)))
     assert layers["layers.1.linear2"].ends_residual and not layers["layers.1.linear2"].post_norm
 

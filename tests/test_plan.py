@@ -45,9 +45,17 @@ class Net(nn.Module):
 
 
 def test_plan_changes_nothing() -> None:
-    for model, x in ((Net(), torch.randint(0, 20, (4, 6))),
-                     (nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True),
-                                            2, enable_nested_tensor=False), torch.randn(2, 5, 8))):
+    for model, x in (
+        (Net(), torch.randint(0, 20, (4, 6))),
+        (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(8, 2, 16, batch_first=True),
+                2,
+                enable_nested_tensor=False,
+            ),
+            torch.randn(2, 5, 8),
+        ),
+    ):
         model.eval()
         before = state(model)
         rng = torch.get_rng_state()
@@ -61,16 +69,37 @@ def test_plan_changes_nothing() -> None:
 def test_plan_lists_every_parameter_with_its_facts() -> None:
     model = Net()
     p = initscope.plan(model)
-    assert [e.path for e in p] == ["emb.weight", "conv.weight", "conv.bias", "bn.weight", "bn.bias",
-                                   "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
-                                   "lstm.bias_hh_l0", "head.weight", "head.bias"]
+    assert [e.path for e in p] == [
+        "emb.weight",
+        "conv.weight",
+        "conv.bias",
+        "bn.weight",
+        "bn.bias",
+        "lstm.weight_ih_l0",
+        "lstm.weight_hh_l0",
+        "lstm.bias_ih_l0",
+        "lstm.bias_hh_l0",
+        "head.weight",
+        "head.bias",
+    ]
     conv = p["conv.weight"]
     assert conv.shape == (8, 8, 3) and conv.fans == initscope.Fans(24, 24, 3)
     assert conv.scheme and conv.std > 0 and "fan" in conv.formula and conv.why
     assert p["emb.weight"].choices[1].rows == (0, 1)
     text = str(p)
-    for word in ("parameter", "shape", "fans in/out", "scheme", "std", "formula", "why",
-                 "conv.weight", "8x8x3", "24/24", "Var ="):
+    for word in (
+        "parameter",
+        "shape",
+        "fans in/out",
+        "scheme",
+        "std",
+        "formula",
+        "why",
+        "conv.weight",
+        "8x8x3",
+        "24/24",
+        "Var =",
+    ):
         assert word in text
     assert repr(p) == "Plan(preset='auto', model='Net', 11 parameters, 0 untouched)"
     with pytest.raises(KeyError, match="nope"):

@@ -49,14 +49,27 @@ def mlp(act: type[nn.Module], depth: int, width: int = 32, out: int | None = Non
 
 
 def test_presets_and_unknown_names() -> None:
-    assert PRESETS == ("auto", "guide", "torch", "xavier", "he", "lecun", "orthogonal", "gpt2",
-                       "fixup", "lsuv")
+    assert PRESETS == (
+        "auto",
+        "guide",
+        "torch",
+        "xavier",
+        "he",
+        "lecun",
+        "orthogonal",
+        "gpt2",
+        "fixup",
+        "lsuv",
+    )
     model = mlp(nn.ReLU, 2)
     with pytest.raises(ValueError, match=r"valid presets: auto, ") as exc:
         initscope.plan(model, "autp")
     assert "guide" in str(exc.value) and "fixup" in str(exc.value)
-    with pytest.raises(ValueError, match=r"unknown scheme 'kaiming_norml'; valid names: "
-                                         r"kaiming_normal"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown scheme 'kaiming_norml'; valid names: "
+        r"kaiming_normal",
+    ):
         initscope.plan(model, rules=[(nn.Linear, "kaiming_norml")])
     with pytest.raises(TypeError, match="preset"):
         initscope.plan(model, 3)  # type: ignore[arg-type]
@@ -80,8 +93,10 @@ def test_rules_before_preset_with_globs_types_and_kwargs() -> None:
     p = initscope.plan(model, rules=[("3", "zeros"), (nn.Conv2d, "he", {"mode": "fan_out"})])
     assert p["3.weight"].scheme == "zeros" and p["3.bias"].scheme == "zeros"
     conv = p["0.weight"].choices[0]
-    assert conv.scheme == "kaiming_normal" and conv.params == {"mode": "fan_out",
-                                                               "nonlinearity": "relu"}
+    assert conv.scheme == "kaiming_normal" and conv.params == {
+        "mode": "fan_out",
+        "nonlinearity": "relu",
+    }
     assert conv.std == pytest.approx(math.sqrt(2 / (8 * 9)))
     assert "rule 1" in conv.why
     # a fan-based scheme does not apply to the 1-D bias: the preset covers it
@@ -116,9 +131,19 @@ def test_callable_rule_and_choice_helper() -> None:
 
 
 def test_guide_preset_is_the_selection_guide() -> None:
-    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 30), nn.LeakyReLU(0.2),
-                          nn.Linear(30, 40), nn.Tanh(), nn.Linear(40, 50), nn.SELU(),
-                          nn.Linear(50, 60), nn.GELU(), nn.Linear(60, 5))
+    model = nn.Sequential(
+        nn.Linear(10, 20),
+        nn.ReLU(),
+        nn.Linear(20, 30),
+        nn.LeakyReLU(0.2),
+        nn.Linear(30, 40),
+        nn.Tanh(),
+        nn.Linear(40, 50),
+        nn.SELU(),
+        nn.Linear(50, 60),
+        nn.GELU(),
+        nn.Linear(60, 5),
+    )
     p = initscope.plan(model, "guide")
     assert p["0.weight"].choices[0].params == {"nonlinearity": "relu"}
     assert p["0.weight"].std == pytest.approx(math.sqrt(2 / 10))
@@ -138,8 +163,11 @@ def test_auto_critical_point_for_deep_plain_tanh_stack() -> None:
     p = initscope.plan(mlp(nn.Tanh, 10))
     cp = theory.critical_point("tanh", 1.0)
     hidden, first = p["2.weight"].choices[0], p["0.weight"].choices[0]
-    assert hidden.params == {"scale": pytest.approx(cp.sigma_w2), "mode": "fan_in",
-                             "distribution": "normal"}
+    assert hidden.params == {
+        "scale": pytest.approx(cp.sigma_w2),
+        "mode": "fan_in",
+        "distribution": "normal",
+    }
     assert hidden.std == pytest.approx(math.sqrt(cp.sigma_w2 / 32))
     assert first.std == pytest.approx(math.sqrt((1 - cp.sigma_b2) / 32))
     assert p["2.bias"].std == pytest.approx(math.sqrt(cp.sigma_b2))
@@ -166,8 +194,9 @@ def test_auto_shallow_or_normalized_stacks_use_the_exact_gain() -> None:
     assert shallow["2.weight"].std == pytest.approx(g / math.sqrt(32))
     assert shallow["2.bias"].scheme == "zeros"
     assert "3 < 8 layers deep" in shallow["2.weight"].why
-    normed = nn.Sequential(*[m for _ in range(10) for m in (nn.Linear(32, 32), nn.LayerNorm(32),
-                                                             nn.Tanh())])
+    normed = nn.Sequential(
+        *[m for _ in range(10) for m in (nn.Linear(32, 32), nn.LayerNorm(32), nn.Tanh())]
+    )
     p = initscope.plan(normed)
     assert p["3.weight"].std == pytest.approx(g / math.sqrt(32))
     assert "a normalization follows" in p["3.weight"].why
@@ -261,7 +290,7 @@ def test_lstm_and_mha_pieces() -> None:
     initscope.initialize(model, generator=gen())
     w = model.weight_hh_l1.detach()
     for g in range(4):
-        block = w[16 * g:16 * (g + 1)]
+        block = w[16 * g : 16 * (g + 1)]
         assert torch.allclose(block @ block.T, torch.eye(16), atol=1e-5)
     b = model.bias_ih_l0.detach()
     assert torch.equal(b[16:32], torch.ones(16)) and not b[:16].any() and not b[32:].any()
@@ -274,8 +303,7 @@ def test_lstm_and_mha_pieces() -> None:
 def test_literal_presets() -> None:
     model = nn.Sequential(nn.Linear(20, 40), nn.LeakyReLU(0.1), nn.Linear(40, 10))
     assert initscope.plan(model, "xavier")["0.weight"].std == pytest.approx(math.sqrt(2 / 60))
-    assert initscope.plan(model, "he")["0.weight"].std == pytest.approx(
-        math.sqrt(2 / (1.01 * 20)))
+    assert initscope.plan(model, "he")["0.weight"].std == pytest.approx(math.sqrt(2 / (1.01 * 20)))
     assert initscope.plan(model, "lecun")["2.weight"].std == pytest.approx(math.sqrt(1 / 40))
     orth = initscope.plan(model, "orthogonal")["0.weight"].choices[0]
     assert orth.params["gain"] == pytest.approx(theory.gain("leaky_relu", "forward", param=0.1))
@@ -283,8 +311,14 @@ def test_literal_presets() -> None:
 
 def test_torch_preset_is_bit_identical_to_the_constructors() -> None:
     def build() -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4, 7),
-                             nn.LayerNorm(7), nn.Linear(7, 2, bias=False))
+        return nn.Sequential(
+            nn.Conv2d(3, 6, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(6 * 4, 7),
+            nn.LayerNorm(7),
+            nn.Linear(7, 2, bias=False),
+        )
 
     torch.manual_seed(123)
     reference = build()
@@ -296,8 +330,13 @@ def test_torch_preset_is_bit_identical_to_the_constructors() -> None:
 
 def test_choice_std_is_what_the_scheme_draws() -> None:
     rules = [("0.weight", "kaiming_uniform", {"a": 0.5, "mode": "fan_out"})]
-    for preset, rule in (("auto", None), ("torch", None), ("orthogonal", None), ("xavier", rules),
-                         ("gpt2", None)):
+    for preset, rule in (
+        ("auto", None),
+        ("torch", None),
+        ("orthogonal", None),
+        ("xavier", rules),
+        ("gpt2", None),
+    ):
         model = mlp(nn.Tanh, 10, width=300)
         p = initscope.plan(model, preset, rules=rule)
         p.apply(model, gen(1))
@@ -312,8 +351,9 @@ def test_choice_std_is_what_the_scheme_draws() -> None:
 MLP_ACTS = ("relu", "leaky_relu", "tanh", "gelu", "silu")
 
 
-def _measured(model: nn.Module, shape: tuple[int, ...], preset: str = "auto"
-              ) -> tuple[initscope.Report, initscope.Plan]:
+def _measured(
+    model: nn.Module, shape: tuple[int, ...], preset: str = "auto"
+) -> tuple[initscope.Report, initscope.Plan]:
     torch.manual_seed(0)
     g = gen(0)
     x = torch.randn(shape, generator=g)
@@ -321,8 +361,9 @@ def _measured(model: nn.Module, shape: tuple[int, ...], preset: str = "auto"
     return initscope.diagnose(model, x, generator=g), plan
 
 
-def _predicted(act: str, plan: initscope.Plan, depth: int = 50, width: int = 256
-               ) -> tuple[float, float]:
+def _predicted(
+    act: str, plan: initscope.Plan, depth: int = 50, width: int = 256
+) -> tuple[float, float]:
     """depth_profile for the 49 hidden layers plus the output layer's step."""
     w = plan["2.weight"].std ** 2 * width
     b = plan["2.bias"].std ** 2
@@ -339,7 +380,9 @@ def _predicted(act: str, plan: initscope.Plan, depth: int = 50, width: int = 256
 def test_auto_keeps_the_signal_in_50_layer_mlps(act: str) -> None:
     report, plan = _measured(M.mlp(act), (128, 256))
     assert abs(report.forward_log2) <= 1 and abs(report.backward_log2) <= 1, (
-        report.forward_log2, report.backward_log2)
+        report.forward_log2,
+        report.backward_log2,
+    )
     fwd, bwd = _predicted(act, plan)
     assert abs(report.forward_log2 - fwd) <= 1 and abs(report.backward_log2 - bwd) <= 1
     assert abs(fwd) <= 0.1 and abs(bwd) <= 0.2  # the theory itself predicts preservation
@@ -355,10 +398,14 @@ def test_auto_keeps_the_signal_in_a_resnet_without_normalization() -> None:
     report, plan = _measured(M.resnet_cnn(), (128, 3, 8, 8))
     assert plan["blocks.0.conv2.weight"].std < plan["blocks.0.conv1.weight"].std
     assert abs(report.forward_log2) <= 1 and abs(report.backward_log2) <= 1, (
-        report.forward_log2, report.backward_log2)
+        report.forward_log2,
+        report.backward_log2,
+    )
 
 
 def test_auto_keeps_the_signal_in_a_transformer_encoder() -> None:
     report, _ = _measured(M.transformer_encoder(), (128, 16, 128))
     assert abs(report.forward_log2) <= 1 and abs(report.backward_log2) <= 1, (
-        report.forward_log2, report.backward_log2)
+        report.forward_log2,
+        report.backward_log2,
+    )

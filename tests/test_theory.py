@@ -29,25 +29,42 @@ REFERENCE = {
     "leaky_relu": (lambda x, p: x if _pos(x) else p * x, lambda p: [0.0], 0.2),
     "elu": (lambda x, p: x if _pos(x) else p * (cmath.exp(x) - 1), lambda p: [0.0], 0.5),
     "celu": (lambda x, p: x if _pos(x) else p * (cmath.exp(x / p) - 1), lambda p: [0.0], 2.0),
-    "selu": (lambda x, p: SELU_L * (x if _pos(x) else SELU_A * (cmath.exp(x) - 1)),
-             lambda p: [0.0], None),
+    "selu": (
+        lambda x, p: SELU_L * (x if _pos(x) else SELU_A * (cmath.exp(x) - 1)),
+        lambda p: [0.0],
+        None,
+    ),
     "gelu": (lambda x, p: x * 0.5 * (1 + special.erf(x / math.sqrt(2))), lambda p: [], None),
-    "gelu_tanh": (lambda x, p: 0.5 * x * (1 + cmath.tanh(math.sqrt(2 / math.pi)
-                                                         * (x + 0.044715 * x**3))),
-                  lambda p: [], None),
+    "gelu_tanh": (
+        lambda x, p: 0.5 * x * (1 + cmath.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+        lambda p: [],
+        None,
+    ),
     "silu": (lambda x, p: x / (1 + cmath.exp(-x)), lambda p: [], None),
     "mish": (lambda x, p: x * cmath.tanh(cmath.log(1 + cmath.exp(x))), lambda p: [], None),
     "softplus": (lambda x, p: cmath.log(1 + cmath.exp(p * x)) / p, lambda p: [], 2.0),
     "sigmoid": (lambda x, p: 1 / (1 + cmath.exp(-x)), lambda p: [], None),
     "tanh": (lambda x, p: cmath.tanh(x), lambda p: [], None),
-    "hardtanh": (lambda x, p: x if -p < x.real < p else complex(math.copysign(p, x.real)),
-                 lambda p: [-p, p], 1.5),
-    "hardsigmoid": (lambda x, p: 0j if x.real <= -3 else (1 + 0j if x.real >= 3 else x / 6 + 0.5),
-                    lambda p: [-3.0, 3.0], None),
-    "hardswish": (lambda x, p: 0j if x.real <= -3 else (x if x.real >= 3 else x * (x + 3) / 6),
-                  lambda p: [-3.0, 3.0], None),
-    "relu6": (lambda x, p: 0j if x.real <= 0 else (6 + 0j if x.real >= 6 else x),
-              lambda p: [0.0, 6.0], None),
+    "hardtanh": (
+        lambda x, p: x if -p < x.real < p else complex(math.copysign(p, x.real)),
+        lambda p: [-p, p],
+        1.5,
+    ),
+    "hardsigmoid": (
+        lambda x, p: 0j if x.real <= -3 else (1 + 0j if x.real >= 3 else x / 6 + 0.5),
+        lambda p: [-3.0, 3.0],
+        None,
+    ),
+    "hardswish": (
+        lambda x, p: 0j if x.real <= -3 else (x if x.real >= 3 else x * (x + 3) / 6),
+        lambda p: [-3.0, 3.0],
+        None,
+    ),
+    "relu6": (
+        lambda x, p: 0j if x.real <= 0 else (6 + 0j if x.real >= 6 else x),
+        lambda p: [0.0, 6.0],
+        None,
+    ),
     "softsign": (lambda x, p: x / (1 + x) if _pos(x) else x / (1 - x), lambda p: [0.0], None),
     "logsigmoid": (lambda x, p: -cmath.log(1 + cmath.exp(-x)), lambda p: [], None),
     "sin": (lambda x, p: cmath.sin(x), lambda p: [], None),
@@ -66,9 +83,11 @@ def reference_moments(name, q, mean):
 
     def expect(g):
         def integrand(x):
-            return g(x) * dens * math.exp(-(x - mean) ** 2 / (2 * q))
-        value, _ = integrate.quad(integrand, lo, hi, points=pts or None, epsabs=1e-15, epsrel=1e-12,
-                                  limit=400)
+            return g(x) * dens * math.exp(-((x - mean) ** 2) / (2 * q))
+
+        value, _ = integrate.quad(
+            integrand, lo, hi, points=pts or None, epsabs=1e-15, epsrel=1e-12, limit=400
+        )
         return value
 
     ef = expect(lambda x: f(complex(x), p).real)
@@ -82,20 +101,27 @@ def test_reference_table_covers_every_name():
     assert set(REFERENCE) == set(names())
 
 
-CASES = [(n, q, 0.0) for n in REFERENCE for q in (0.25, 1.0, 4.0)] + [
-    (n, q, 0.7) for n in ("relu", "elu", "gelu", "tanh", "sigmoid", "hardswish", "softplus")
-    for q in (0.25, 4.0)
-] + [("selu", 1.0, -1.3), ("relu6", 4.0, 5.0), ("hardtanh", 1.0, 1.2)]
+CASES = (
+    [(n, q, 0.0) for n in REFERENCE for q in (0.25, 1.0, 4.0)]
+    + [
+        (n, q, 0.7)
+        for n in ("relu", "elu", "gelu", "tanh", "sigmoid", "hardswish", "softplus")
+        for q in (0.25, 4.0)
+    ]
+    + [("selu", 1.0, -1.3), ("relu6", 4.0, 5.0), ("hardtanh", 1.0, 1.2)]
+)
 
 
-@pytest.mark.parametrize(("name", "q", "mean"), CASES,
-                         ids=[f"{n}-q{q}-m{m}" for n, q, m in CASES])
+@pytest.mark.parametrize(("name", "q", "mean"), CASES, ids=[f"{n}-q{q}-m{m}" for n, q, m in CASES])
 def test_moments_match_independent_reference(name, q, mean):
     got = theory.moments(name, q, mean, param=REFERENCE[name][2])
     ref = reference_moments(name, q, mean)
-    for field, value, expected in zip(("mean", "second", "variance", "deriv_second"),
-                                      (got.mean, got.second, got.variance, got.deriv_second), ref,
-                                      strict=True):
+    for field, value, expected in zip(
+        ("mean", "second", "variance", "deriv_second"),
+        (got.mean, got.second, got.variance, got.deriv_second),
+        ref,
+        strict=True,
+    ):
         if abs(expected) < 1e-12:  # odd activations at mean 0: E f = 0
             assert abs(value) < 1e-12, field
         else:
@@ -115,8 +141,9 @@ def test_closed_forms(q):
     assert theory.moments("linear", q).second == pytest.approx(q, rel=1e-14)
     assert theory.moments("linear", q).deriv_second == pytest.approx(1.0, rel=1e-14)
     # E[z Phi(z)] = q / sqrt(2 pi (1 + q)) for z ~ N(0, q)
-    assert theory.moments("gelu", q).mean == pytest.approx(q / math.sqrt(2 * math.pi * (1 + q)),
-                                                           rel=1e-12)
+    assert theory.moments("gelu", q).mean == pytest.approx(
+        q / math.sqrt(2 * math.pi * (1 + q)), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(("q", "mean"), [(0.5, 0.0), (2.0, 0.4), (30.0, -1.0)])
@@ -204,16 +231,19 @@ def test_critical_sigma_w2_with_bias_has_chi1_one(sigma_b2):
     assert theory.chi1("tanh", w, sigma_b2) == pytest.approx(1.0, abs=1e-9)
 
 
-@pytest.mark.parametrize(("act", "sigma_b2"), [("tanh", 0.1), ("gelu", 0.1), ("gelu", 0.3),
-                                               ("selu", 0.2), ("sigmoid", 0.0)])
+@pytest.mark.parametrize(
+    ("act", "sigma_b2"),
+    [("tanh", 0.1), ("gelu", 0.1), ("gelu", 0.3), ("selu", 0.2), ("sigmoid", 0.0)],
+)
 def test_critical_sigma_w2_has_a_fixed_point_with_chi1_one(act, sigma_b2):
     w = theory.critical_sigma_w2(act, sigma_b2)
     # find q with w E[f'^2](q) = 1 independently, then check that it is a fixed point
     grid = np.geomspace(1e-3, 1e4, 200)
     gap = np.array([w * theory.c_backward(act, q) - 1 for q in grid])
     i = int(np.flatnonzero(np.sign(gap[:-1]) != np.sign(gap[1:]))[0])
-    q_star = optimize.brentq(lambda q: w * theory.c_backward(act, q) - 1, grid[i], grid[i + 1],
-                             xtol=1e-14, rtol=1e-14)
+    q_star = optimize.brentq(
+        lambda q: w * theory.c_backward(act, q) - 1, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-14
+    )
     assert theory.variance_map(act, q_star, w, sigma_b2) == pytest.approx(q_star, rel=1e-9)
 
 
@@ -230,13 +260,15 @@ def test_fixed_point_solves_the_variance_map():
         assert theory.variance_map(act, q, w, b) == pytest.approx(q, rel=1e-12)
 
 
-@pytest.mark.parametrize(("act", "q_star"), [("tanh", 1.0), ("tanh", 2.0), ("gelu", 2.0),
-                                             ("selu", 1.0), ("elu", 0.5)])
+@pytest.mark.parametrize(
+    ("act", "q_star"), [("tanh", 1.0), ("tanh", 2.0), ("gelu", 2.0), ("selu", 1.0), ("elu", 0.5)]
+)
 def test_critical_point_is_a_fixed_point_with_chi1_one(act, q_star):
     cp = theory.critical_point(act, q_star)
     assert cp.exists and cp.sigma_b2 >= 0
-    assert theory.variance_map(act, q_star, cp.sigma_w2, cp.sigma_b2) == pytest.approx(q_star,
-                                                                                       rel=1e-12)
+    assert theory.variance_map(act, q_star, cp.sigma_w2, cp.sigma_b2) == pytest.approx(
+        q_star, rel=1e-12
+    )
     assert cp.sigma_w2 * theory.c_backward(act, q_star) == pytest.approx(1.0, rel=1e-12)
     eps = 1e-5 * q_star
     up = theory.variance_map(act, q_star + eps, cp.sigma_w2, cp.sigma_b2)
@@ -248,8 +280,9 @@ def test_critical_point_is_a_fixed_point_with_chi1_one(act, q_star):
 def test_stable_critical_point_attracts_from_elsewhere():
     cp = theory.critical_point("tanh", 2.0)
     assert cp.stable
-    assert theory.fixed_point("tanh", cp.sigma_w2, cp.sigma_b2, q0=0.5) == pytest.approx(2.0,
-                                                                                         rel=1e-10)
+    assert theory.fixed_point("tanh", cp.sigma_w2, cp.sigma_b2, q0=0.5) == pytest.approx(
+        2.0, rel=1e-10
+    )
     assert theory.chi1("tanh", cp.sigma_w2, cp.sigma_b2) == pytest.approx(1.0, rel=1e-10)
 
 
@@ -325,9 +358,10 @@ def _simulate(fn, sigma_w2, sigma_b2, depth, width=256, batch=64, seed=0):
 
 
 # width 256: finite-width fluctuations are about 0.1 bit (tanh) and 1 bit (GELU, 22 bits down)
-@pytest.mark.parametrize(("fn", "name", "sigma_w2", "tol"),
-                         [(torch.tanh, "tanh", 1.0, 0.3),
-                          (torch.nn.functional.gelu, "gelu", 2.0, 1.5)])
+@pytest.mark.parametrize(
+    ("fn", "name", "sigma_w2", "tol"),
+    [(torch.tanh, "tanh", 1.0, 0.3), (torch.nn.functional.gelu, "gelu", 2.0, 1.5)],
+)
 def test_depth_profile_predicts_a_real_network(fn, name, sigma_w2, tol):
     forward, backward = _simulate(fn, sigma_w2, 0.0, 50)
     p = theory.depth_profile(name, sigma_w2, 0.0, 50)
@@ -340,8 +374,12 @@ def test_depth_profile_predicts_a_real_network(fn, name, sigma_w2, tol):
 
 def test_recommend_is_the_seed_guide():
     he = theory.recommend("relu")
-    assert (he.scheme, he.mode, he.scale, he.formula) == ("kaiming_normal", "fan_in", 2.0,
-                                                          "Var = 2 / fan_in")
+    assert (he.scheme, he.mode, he.scale, he.formula) == (
+        "kaiming_normal",
+        "fan_in",
+        2.0,
+        "Var = 2 / fan_in",
+    )
     leaky = theory.recommend("leaky_relu", param=0.2)
     assert leaky.scheme == "kaiming_normal" and leaky.scale == pytest.approx(2 / 1.04)
     for act in ("tanh", "sigmoid", "softsign", "hardtanh", "linear"):
@@ -364,8 +402,19 @@ def test_recommended_schemes_exist_in_init():
 
 def test_guide_rows():
     rows = {r.activation: r for r in theory.guide()}
-    assert list(rows) == ["sigmoid", "tanh", "relu", "leaky_relu(0.01)", "leaky_relu(0.2)",
-                          "selu", "gelu", "silu", "mish", "elu(1)", "softplus(1)"]
+    assert list(rows) == [
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(0.01)",
+        "leaky_relu(0.2)",
+        "selu",
+        "gelu",
+        "silu",
+        "mish",
+        "elu(1)",
+        "softplus(1)",
+    ]
     assert rows["relu"].torch_gain == pytest.approx(math.sqrt(2))
     assert rows["relu"].forward_gain == pytest.approx(math.sqrt(2), rel=1e-14)
     assert rows["tanh"].torch_gain == pytest.approx(5 / 3)
@@ -419,10 +468,13 @@ def test_bad_arguments():
 
 
 def test_import_theory_loads_no_plotting_or_rich():
-    code = ("import sys, initscope.theory; "
-            "print(sorted(m for m in ('matplotlib', 'rich') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+    code = (
+        "import sys, initscope.theory; "
+        "print(sorted(m for m in ('matplotlib', 'rich') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 

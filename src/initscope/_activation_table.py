@@ -21,6 +21,7 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_TANH_C = 0.044715
 
+
 def _relu(_: None) -> tuple:
     def df(x: np.ndarray) -> np.ndarray:
         return (x > 0).astype(np.float64)
@@ -221,8 +222,17 @@ ALIASES = {
     "hard_tanh": "hardtanh",
     "hard_sigmoid": "hardsigmoid",
     "hard_swish": "hardswish",
-    **{c: "linear" for c in ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                             "conv_transpose3d")},
+    **{
+        c: "linear"
+        for c in (
+            "conv1d",
+            "conv2d",
+            "conv3d",
+            "conv_transpose1d",
+            "conv_transpose2d",
+            "conv_transpose3d",
+        )
+    },
 }
 
 # parameters that must be > 0 (hardtanh's bound, celu's alpha, softplus's beta)

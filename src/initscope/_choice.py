@@ -17,19 +17,40 @@ from initscope.fans import Fans, fans
 from initscope.graph import Layer
 from initscope.init import SCHEMES, calculate_gain, get_scheme
 
-SHORTHANDS: Mapping[str, str] = {"he": "kaiming_normal", "xavier": "xavier_normal",
-                                 "glorot": "xavier_normal", "lecun": "lecun_normal"}
-_VALUE_SCHEMES = frozenset({"uniform", "normal", "trunc_normal", "constant", "ones", "zeros",
-                            "truncated_normal"})
+SHORTHANDS: Mapping[str, str] = {
+    "he": "kaiming_normal",
+    "xavier": "xavier_normal",
+    "glorot": "xavier_normal",
+    "lecun": "lecun_normal",
+}
+_VALUE_SCHEMES = frozenset(
+    {"uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "truncated_normal"}
+)
 _MATRIX_ONLY = frozenset({"eye", "sparse"})
 _KERNEL_ONLY = frozenset({"dirac", "delta_orthogonal"})
-_FAN_SCHEMES = frozenset({"xavier_uniform", "xavier_normal", "glorot_uniform", "glorot_normal",
-                          "kaiming_uniform", "kaiming_normal", "he_uniform", "he_normal",
-                          "lecun_normal", "lecun_uniform", "variance_scaling"})
+_FAN_SCHEMES = frozenset(
+    {
+        "xavier_uniform",
+        "xavier_normal",
+        "glorot_uniform",
+        "glorot_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_normal",
+        "lecun_uniform",
+        "variance_scaling",
+    }
+)
 
 
-_ALIAS = {"he_normal": "kaiming_normal", "he_uniform": "kaiming_uniform",
-          "glorot_normal": "xavier_normal", "glorot_uniform": "xavier_uniform"}
+_ALIAS = {
+    "he_normal": "kaiming_normal",
+    "he_uniform": "kaiming_uniform",
+    "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform",
+}
 
 
 def num(x: float) -> str:
@@ -63,22 +84,32 @@ class Choice:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict; :meth:`from_dict` rebuilds the choice."""
-        return {"scheme": self.scheme, "params": dict(self.params), "std": self.std,
-                "formula": self.formula, "why": self.why,
-                "fans": None if self.fans is None else self.fans.to_dict(),
-                "rows": None if self.rows is None else list(self.rows)}
+        return {
+            "scheme": self.scheme,
+            "params": dict(self.params),
+            "std": self.std,
+            "formula": self.formula,
+            "why": self.why,
+            "fans": None if self.fans is None else self.fans.to_dict(),
+            "rows": None if self.rows is None else list(self.rows),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Choice:
         """Inverse of :meth:`to_dict`."""
         f = d.get("fans")
         rows = d.get("rows")
-        return cls(scheme=d["scheme"], params=dict(d.get("params") or {}),
-                   std=float(d.get("std", 0.0)), formula=d.get("formula", ""),
-                   why=d.get("why", ""),
-                   fans=None if f is None else Fans(**{k: f[k] for k in
-                                                       ("fan_in", "fan_out", "receptive_field")}),
-                   rows=None if rows is None else (int(rows[0]), int(rows[1])))
+        return cls(
+            scheme=d["scheme"],
+            params=dict(d.get("params") or {}),
+            std=float(d.get("std", 0.0)),
+            formula=d.get("formula", ""),
+            why=d.get("why", ""),
+            fans=None
+            if f is None
+            else Fans(**{k: f[k] for k in ("fan_in", "fan_out", "receptive_field")}),
+            rows=None if rows is None else (int(rows[0]), int(rows[1])),
+        )
 
     def apply(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Run the scheme in place on ``tensor`` (its ``rows`` block when set)."""
@@ -91,7 +122,7 @@ class Choice:
             kwargs["generator"] = generator
         target = tensor.detach()
         if self.rows is not None:
-            target = target[self.rows[0]:self.rows[1]]
+            target = target[self.rows[0] : self.rows[1]]
         fn(target, **kwargs)
 
 
@@ -128,8 +159,9 @@ def applicable(scheme: str, ndim: int) -> bool:
     return ndim >= 2
 
 
-def _std_formula(scheme: str, p: Mapping[str, Any], f: Fans, shape: tuple[int, ...]
-                 ) -> tuple[float, str]:
+def _std_formula(
+    scheme: str, p: Mapping[str, Any], f: Fans, shape: tuple[int, ...]
+) -> tuple[float, str]:
     """The standard deviation ``scheme`` produces on ``shape`` and how it follows."""
     scheme = _ALIAS.get(scheme, scheme)
     numel = math.prod(shape)
@@ -156,8 +188,9 @@ def _std_formula(scheme: str, p: Mapping[str, Any], f: Fans, shape: tuple[int, .
         g = float(p.get("gain", 1.0))
         var = g * g * 2.0 / (f.fan_in + f.fan_out)
         lead = "" if g == 1 else f"{num(g * g)} * "
-        return math.sqrt(var), (f"Var = {lead}2 / (fan_in + fan_out) = {lead}2/({f.fan_in} + "
-                                f"{f.fan_out})")
+        return math.sqrt(var), (
+            f"Var = {lead}2 / (fan_in + fan_out) = {lead}2/({f.fan_in} + {f.fan_out})"
+        )
     if scheme in ("kaiming_normal", "kaiming_uniform"):
         nl = p.get("nonlinearity", "leaky_relu")
         a = p.get("a", 0)
@@ -177,26 +210,39 @@ def _std_formula(scheme: str, p: Mapping[str, Any], f: Fans, shape: tuple[int, .
         cols = numel // rows
         return g / math.sqrt(max(rows, cols)), (
             f"orthogonal {rows}x{cols}, Var = {num(g * g)} / max(rows, cols) = "
-            f"{num(g * g)}/{max(rows, cols)}")
+            f"{num(g * g)}/{max(rows, cols)}"
+        )
     if scheme == "delta_orthogonal":
         g = float(p.get("gain", 1.0))
         rf = numel // (shape[0] * shape[1])
         return g / math.sqrt(shape[0] * rf), (
-            f"orthogonal {shape[0]}x{shape[1]} at the kernel centre, gain {num(g)}")
+            f"orthogonal {shape[0]}x{shape[1]} at the kernel centre, gain {num(g)}"
+        )
     if scheme == "sparse":
         s, sparsity = float(p.get("std", 0.01)), float(p.get("sparsity", 0.0))
         keep = 1 - math.ceil(sparsity * shape[0]) / shape[0]
         return s * math.sqrt(keep), f"N(0, {num(s)}^2) with {sparsity:g} of each column zero"
     # eye, dirac: 0/1 patterns
-    ones = min(shape[0], shape[1]) if scheme == "eye" else min(
-        shape[0] // int(p.get("groups", 1)), shape[1]) * int(p.get("groups", 1))
+    ones = (
+        min(shape[0], shape[1])
+        if scheme == "eye"
+        else min(shape[0] // int(p.get("groups", 1)), shape[1]) * int(p.get("groups", 1))
+    )
     frac = ones / numel
     return math.sqrt(frac * (1 - frac)), "identity"
 
 
-def choice(layer: Layer, param: str, scheme: str, *, why: str = "",
-           rows: tuple[int, int] | None = None, fans: Fans | None | Literal["layout"] = "layout",
-           formula: str | None = None, **params: Any) -> Choice:
+def choice(
+    layer: Layer,
+    param: str,
+    scheme: str,
+    *,
+    why: str = "",
+    rows: tuple[int, int] | None = None,
+    fans: Fans | None | Literal["layout"] = "layout",
+    formula: str | None = None,
+    **params: Any,
+) -> Choice:
     """Build a :class:`Choice` for ``layer``'s parameter ``param``, with its std and formula.
 
     ``fans="layout"`` (default) uses :func:`initscope.fans.fans` (``layer.module``, ``param``)
@@ -222,9 +268,15 @@ def choice(layer: Layer, param: str, scheme: str, *, why: str = "",
             used = fans
     shown = used if used is not None else (_torch_fans(shape) if len(shape) >= 2 else Fans(1, 1))
     std, auto_formula = _std_formula(scheme, params, shown, shape)
-    return Choice(scheme=scheme, params=dict(params), std=std,
-                  formula=auto_formula if formula is None else formula, why=why,
-                  fans=used, rows=rows)
+    return Choice(
+        scheme=scheme,
+        params=dict(params),
+        std=std,
+        formula=auto_formula if formula is None else formula,
+        why=why,
+        fans=used,
+        rows=rows,
+    )
 
 
 def _torch_fans(shape: tuple[int, ...]) -> Fans:
@@ -235,7 +287,11 @@ def _torch_fans(shape: tuple[int, ...]) -> Fans:
 def layout_fans(layer: Layer, param: str) -> Fans:
     """The fans a policy uses: :func:`initscope.fans.fans`, per block for a fused q/k/v Linear."""
     f = fans(layer.module, param)
-    if layer.attention_role == "qkv" and not isinstance(layer.module, nn.MultiheadAttention) \
-            and param == "weight" and f.fan_out % 3 == 0:
+    if (
+        layer.attention_role == "qkv"
+        and not isinstance(layer.module, nn.MultiheadAttention)
+        and param == "weight"
+        and f.fan_out % 3 == 0
+    ):
         return Fans(f.fan_in, f.fan_out // 3, f.receptive_field)  # fused q, k, v: per block
     return f

@@ -17,24 +17,94 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from initscope import _graph_build as gb
 from initscope.activations import Activation, from_function, from_module
 
-LayerKind = Literal["linear", "conv", "conv_transpose", "bilinear", "embedding", "attention",
-                    "recurrent", "norm", "activation", "other"]
+LayerKind = Literal[
+    "linear",
+    "conv",
+    "conv_transpose",
+    "bilinear",
+    "embedding",
+    "attention",
+    "recurrent",
+    "norm",
+    "activation",
+    "other",
+]
 NormKind = Literal["batch_norm", "layer_norm", "group_norm", "rms_norm", "instance_norm"]
 
 _ADD = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__", "iadd"})
-_SCALE = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "imul", "div", "div_",
-                    "__truediv__", "__itruediv__", "truediv", "itruediv"})
-_SHAPE = frozenset({"view", "reshape", "flatten", "unflatten", "permute", "transpose", "t",
-                    "contiguous", "squeeze", "unsqueeze", "clone", "getitem", "__getitem__", "to",
-                    "float", "double", "half", "bfloat16", "type_as", "expand", "expand_as",
-                    "view_as", "reshape_as", "dropout", "dropout1d", "dropout2d", "dropout3d",
-                    "alpha_dropout", "feature_alpha_dropout", "split", "chunk", "unbind",
-                    "narrow", "movedim", "swapaxes"})
-_NORM_FUNCS = {"layer_norm": "layer_norm", "batch_norm": "batch_norm",
-               "group_norm": "group_norm", "rms_norm": "rms_norm",
-               "instance_norm": "instance_norm"}
-_SHAPE_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                  nn.FeatureAlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+_SCALE = frozenset(
+    {
+        "mul",
+        "mul_",
+        "__mul__",
+        "__rmul__",
+        "__imul__",
+        "imul",
+        "div",
+        "div_",
+        "__truediv__",
+        "__itruediv__",
+        "truediv",
+        "itruediv",
+    }
+)
+_SHAPE = frozenset(
+    {
+        "view",
+        "reshape",
+        "flatten",
+        "unflatten",
+        "permute",
+        "transpose",
+        "t",
+        "contiguous",
+        "squeeze",
+        "unsqueeze",
+        "clone",
+        "getitem",
+        "__getitem__",
+        "to",
+        "float",
+        "double",
+        "half",
+        "bfloat16",
+        "type_as",
+        "expand",
+        "expand_as",
+        "view_as",
+        "reshape_as",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "split",
+        "chunk",
+        "unbind",
+        "narrow",
+        "movedim",
+        "swapaxes",
+    }
+)
+_NORM_FUNCS = {
+    "layer_norm": "layer_norm",
+    "batch_norm": "batch_norm",
+    "group_norm": "group_norm",
+    "rms_norm": "rms_norm",
+    "instance_norm": "instance_norm",
+}
+_SHAPE_MODULES = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
 
 
 def layer_kind(module: nn.Module) -> LayerKind:
@@ -226,10 +296,10 @@ def _follow_output(g: _Graph, i: int, facts: _Facts) -> None:
 @dataclass(frozen=True)
 class _Residual:
     add: int
-    cone: int          # bitmask: nodes on the branch (descendants of the fork, ancestors of it)
-    end: int           # the weight node that ends the branch
+    cone: int  # bitmask: nodes on the branch (descendants of the fork, ancestors of it)
+    end: int  # the weight node that ends the branch
     end_norms: tuple[int, ...]
-    post_norm: bool    # the add's output goes straight into a normalization
+    post_norm: bool  # the add's output goes straight into a normalization
 
 
 def _residuals(g: _Graph) -> list[_Residual]:
@@ -327,12 +397,15 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
     """Per module holding parameters, in execution order: ``(module, path, facts)``, the facts
     being the fields of :class:`initscope.graph.Layer` except ``index``."""
     g = _Graph(nodes)
-    facts: dict[int, _Facts] = {}     # first call of each module -> facts
-    first: dict[int, int] = {}        # id(module) -> node index of first call
+    facts: dict[int, _Facts] = {}  # first call of each module -> facts
+    first: dict[int, int] = {}  # id(module) -> node index of first call
     calls: dict[int, int] = {}
     for n in nodes:
-        if n.op == "module" and g.cat[n.index] in ("weight", "norm", "act") \
-                and own_params(n.module):
+        if (
+            n.op == "module"
+            and g.cat[n.index] in ("weight", "norm", "act")
+            and own_params(n.module)
+        ):
             key = id(n.module)
             calls[key] = calls.get(key, 0) + 1
             if key not in first:
@@ -379,8 +452,13 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
     return _layers(model, g, facts, calls, residuals)
 
 
-def _layers(model: nn.Module, g: _Graph, facts: dict[int, _Facts], calls: dict[int, int],
-            residuals: list[_Residual]) -> list[Record]:
+def _layers(
+    model: nn.Module,
+    g: _Graph,
+    facts: dict[int, _Facts],
+    calls: dict[int, int],
+    residuals: list[_Residual],
+) -> list[Record]:
     owners: dict[int, list[str]] = {}
     for path, m in model.named_modules(remove_duplicate=False):
         for _, p in m.named_parameters(recurse=False):
@@ -398,10 +476,22 @@ def _layers(model: nn.Module, g: _Graph, facts: dict[int, _Facts], calls: dict[i
         info: dict[str, Any] = {fld.name: getattr(f, fld.name) for fld in fields(f)}
         info.update(kind=layer_kind(m), calls=calls[id(m)])
         if isinstance(m, nn.MultiheadAttention):
-            out = {**info, "kind": "linear", "attention_role": "out", "input_activation": None,
-                   "input_activation_at": None}
-            info.update(activation=None, activation_at=None, norm=None, norm_path=None,
-                        ends_residual=False, is_output=False, attention_role="qkv")
+            out = {
+                **info,
+                "kind": "linear",
+                "attention_role": "out",
+                "input_activation": None,
+                "input_activation_at": None,
+            }
+            info.update(
+                activation=None,
+                activation_at=None,
+                norm=None,
+                norm_path=None,
+                ends_residual=False,
+                is_output=False,
+                attention_role="qkv",
+            )
             records.append((m, path, info))
             records.append((m.out_proj, paths.get(id(m.out_proj), f"{path}.out_proj"), out))
         else:
@@ -418,9 +508,18 @@ def _layers(model: nn.Module, g: _Graph, facts: dict[int, _Facts], calls: dict[i
             branch_size[b] = branch_size.get(b, 0) + 1
 
     for m, path, info in records:
-        tied = sorted({o for _, p in m.named_parameters(recurse=False)
-                       for o in owners.get(id(p), []) if o != path})
-        info.update(params=own_params(m), residual_depth=L, tied_to=tuple(tied),
-                    branch_layers=branch_size.get(info.get("residual_branch"), 0))
+        tied = sorted(
+            {
+                o
+                for _, p in m.named_parameters(recurse=False)
+                for o in owners.get(id(p), [])
+                if o != path
+            }
+        )
+        info.update(
+            params=own_params(m),
+            residual_depth=L,
+            tied_to=tuple(tied),
+            branch_layers=branch_size.get(info.get("residual_branch"), 0),
+        )
     return records
-

@@ -23,8 +23,22 @@ from torch.utils._pytree import tree_flatten
 __all__ = ["Node", "Ref", "from_fx", "from_recording", "is_leaf"]
 
 # Calls that only read metadata: they carry no signal and are not data-flow edges.
-_METADATA = frozenset({"size", "dim", "numel", "ndimension", "getattr", "__get__", "shape",
-                       "type", "get_device", "is_contiguous", "stride", "element_size"})
+_METADATA = frozenset(
+    {
+        "size",
+        "dim",
+        "numel",
+        "ndimension",
+        "getattr",
+        "__get__",
+        "shape",
+        "type",
+        "get_device",
+        "is_contiguous",
+        "stride",
+        "element_size",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,10 @@ def _fn_name(fn: Any) -> str:
 def _method_or_fn(func: Any) -> Any:
     """Tensor methods seen by a TorchFunctionMode become their name, as in an fx graph."""
     name = getattr(func, "__name__", None)
-    if name and (getattr(torch.Tensor, name, None) is func
-                 or getattr(torch._C.TensorBase, name, None) is func):
+    if name and (
+        getattr(torch.Tensor, name, None) is func
+        or getattr(torch._C.TensorBase, name, None) is func
+    ):
         return name
     return func
 
@@ -103,15 +119,29 @@ def from_fx(model: nn.Module) -> list[Node]:
         if n.op == "placeholder":
             node = Node(len(nodes), "input", str(n.target))
         elif n.op == "call_module":
-            node = Node(len(nodes), "module", str(n.target), module=modules[n.target],
-                        args=ref(n.args), kwargs=ref(dict(n.kwargs)), inputs=inputs)
+            node = Node(
+                len(nodes),
+                "module",
+                str(n.target),
+                module=modules[n.target],
+                args=ref(n.args),
+                kwargs=ref(dict(n.kwargs)),
+                inputs=inputs,
+            )
         elif n.op in ("call_function", "call_method"):
             fn = n.target
             name = _fn_name(fn)
             if name in _METADATA or not inputs:  # metadata, or built from constants only
                 continue
-            node = Node(len(nodes), "call", name, fn=fn, args=ref(n.args),
-                        kwargs=ref(dict(n.kwargs)), inputs=inputs)
+            node = Node(
+                len(nodes),
+                "call",
+                name,
+                fn=fn,
+                args=ref(n.args),
+                kwargs=ref(dict(n.kwargs)),
+                inputs=inputs,
+            )
         elif n.op == "output":
             node = Node(len(nodes), "output", "output", inputs=inputs)
         else:  # get_attr: parameters and buffers read functionally are constants here
@@ -168,8 +198,9 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.b = builder
 
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (),
-                           kwargs: dict | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         b = self.b
@@ -177,8 +208,15 @@ class _Recorder(TorchFunctionMode):
             fn = _method_or_fn(func)
             name = _fn_name(fn)
             if name not in _METADATA:
-                b.add("call", name, out, fn=fn, args=b.ref(args), kwargs=b.ref(kwargs),
-                      inputs=b.inputs_of(args, kwargs))
+                b.add(
+                    "call",
+                    name,
+                    out,
+                    fn=fn,
+                    args=b.ref(args),
+                    kwargs=b.ref(kwargs),
+                    inputs=b.inputs_of(args, kwargs),
+                )
         return out
 
 
@@ -197,6 +235,7 @@ def _leaf_hooks(model: nn.Module, b: _Builder) -> Iterator[None]:
             if b.depth == 0:
                 inputs, a, k = b.pending.pop()
                 b.add("module", path, output, module=module, args=a, kwargs=k, inputs=inputs)
+
         return post
 
     try:
@@ -257,4 +296,5 @@ def from_recording(model: nn.Module, example_input: Any) -> list[Node]:
         return b.nodes
     raise RuntimeError(
         f"inspect_model: running the model on example_input failed: "
-        f"{type(first_error).__name__}: {first_error}") from first_error
+        f"{type(first_error).__name__}: {first_error}"
+    ) from first_error

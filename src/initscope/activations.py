@@ -108,11 +108,14 @@ def _canonical(name: str) -> str:
     key = name.strip().lower().replace("-", "_")
     key = ALIASES.get(key, key)
     if key not in REGISTRY:
-        close = difflib.get_close_matches(key, sorted(set(REGISTRY) | set(ALIASES)), n=4,
-                                          cutoff=0.5)
+        close = difflib.get_close_matches(
+            key, sorted(set(REGISTRY) | set(ALIASES)), n=4, cutoff=0.5
+        )
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ValueError(f"unknown activation {name!r}; {hint}valid names: "
-                         f"{', '.join(sorted(REGISTRY))} (aliases: {', '.join(sorted(ALIASES))})")
+        raise ValueError(
+            f"unknown activation {name!r}; {hint}valid names: "
+            f"{', '.join(sorted(REGISTRY))} (aliases: {', '.join(sorted(ALIASES))})"
+        )
     return key
 
 
@@ -235,8 +238,14 @@ def _functional_table() -> dict[Any, tuple[str, list]]:
 
 _FUNCTIONALS = _functional_table()
 _TENSOR_METHODS = {
-    "relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh",
-    "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "sin": "sin", "sin_": "sin",
+    "relu": "relu",
+    "relu_": "relu",
+    "tanh": "tanh",
+    "tanh_": "tanh",
+    "sigmoid": "sigmoid",
+    "sigmoid_": "sigmoid",
+    "sin": "sin",
+    "sin_": "sin",
 }
 
 
@@ -293,8 +302,9 @@ def _custom(fn: Callable[[torch.Tensor], torch.Tensor]) -> Activation:
             if not isinstance(y, torch.Tensor):
                 raise ValueError(f"returned {type(y).__name__}, expected a torch.Tensor")
             if y.shape != t.shape:
-                raise ValueError(f"not elementwise: input shape {tuple(t.shape)}, "
-                                 f"output shape {tuple(y.shape)}")
+                raise ValueError(
+                    f"not elementwise: input shape {tuple(t.shape)}, output shape {tuple(y.shape)}"
+                )
             if not grad:
                 return y.detach().double().numpy()
             if not y.requires_grad:

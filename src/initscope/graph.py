@@ -105,13 +105,16 @@ class Layer:
         """The module's class name."""
         return type(self.module).__name__
 
+
 def _layers(records: list[tuple[nn.Module, str, dict[str, Any]]]) -> list[Layer]:
-    return [Layer(index=i, path=path, module=m, **info)
-            for i, (m, path, info) in enumerate(records)]
+    return [
+        Layer(index=i, path=path, module=m, **info) for i, (m, path, info) in enumerate(records)
+    ]
 
 
-def inspect_model(model: nn.Module, example_input: Any = None, *,
-                  trace: Trace = "auto") -> list[Layer]:
+def inspect_model(
+    model: nn.Module, example_input: Any = None, *, trace: Trace = "auto"
+) -> list[Layer]:
     """Inspect ``model`` and return one :class:`Layer` per module that holds parameters.
 
     Layers come in execution order (a shared module once, at its first call), then the modules
@@ -140,8 +143,11 @@ def inspect_model(model: nn.Module, example_input: Any = None, *,
     if trace == "record" and example_input is None:
         raise ValueError("trace='record' needs example_input (a batch the model accepts)")
     if gb.is_leaf(model):
-        nodes = [gb.Node(0, "input", "input"), gb.Node(1, "module", "", module=model, inputs=[0]),
-                 gb.Node(2, "output", "output", inputs=[1])]
+        nodes = [
+            gb.Node(0, "input", "input"),
+            gb.Node(1, "module", "", module=model, inputs=[0]),
+            gb.Node(2, "output", "output", inputs=[1]),
+        ]
         return _layers(analyze(model, nodes))
     if trace != "record":
         try:
@@ -151,9 +157,11 @@ def inspect_model(model: nn.Module, example_input: Any = None, *,
                 raise ValueError(
                     f"inspect_model: torch.fx cannot trace {type(model).__name__} "
                     f"({type(exc).__name__}: {exc}); pass example_input= (a batch the model "
-                    "accepts) so that one real forward can be recorded instead") from exc
-            logger.debug("torch.fx failed on %s (%s); recording a forward",
-                         type(model).__name__, exc)
+                    "accepts) so that one real forward can be recorded instead"
+                ) from exc
+            logger.debug(
+                "torch.fx failed on %s (%s); recording a forward", type(model).__name__, exc
+            )
         else:
             return _layers(analyze(model, nodes))
     return _layers(analyze(model, gb.from_recording(model, example_input)))

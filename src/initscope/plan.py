@@ -97,21 +97,30 @@ class Entry:
         return "; ".join(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "module": self.module, "type": self.type,
-                "shape": list(self.shape),
-                "fans": None if self.fans is None else self.fans.to_dict(),
-                "choices": [c.to_dict() for c in self.choices], "note": self.note}
+        return {
+            "path": self.path,
+            "module": self.module,
+            "type": self.type,
+            "shape": list(self.shape),
+            "fans": None if self.fans is None else self.fans.to_dict(),
+            "choices": [c.to_dict() for c in self.choices],
+            "note": self.note,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Entry:
         f = d.get("fans")
-        return cls(path=str(d["path"]), module=str(d.get("module", "")),
-                   type=str(d.get("type", "")),
-                   shape=tuple(int(s) for s in d["shape"]),
-                   fans=None if f is None else Fans(int(f["fan_in"]), int(f["fan_out"]),
-                                                    int(f.get("receptive_field", 1))),
-                   choices=tuple(Choice.from_dict(c) for c in d.get("choices", [])),
-                   note=str(d.get("note", "")))
+        return cls(
+            path=str(d["path"]),
+            module=str(d.get("module", "")),
+            type=str(d.get("type", "")),
+            shape=tuple(int(s) for s in d["shape"]),
+            fans=None
+            if f is None
+            else Fans(int(f["fan_in"]), int(f["fan_out"]), int(f.get("receptive_field", 1))),
+            choices=tuple(Choice.from_dict(c) for c in d.get("choices", [])),
+            note=str(d.get("note", "")),
+        )
 
 
 def _with_rows(c: Choice, text: str) -> str:
@@ -127,8 +136,15 @@ class Plan:
     its result in ``plan.lsuv_result``.
     """
 
-    def __init__(self, entries: Sequence[Entry], *, preset: str, model: str = "",
-                 zero_init_residual: bool = False, data: Any = None) -> None:
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        *,
+        preset: str,
+        model: str = "",
+        zero_init_residual: bool = False,
+        data: Any = None,
+    ) -> None:
         self.entries = list(entries)
         self.preset = preset
         self.model = model
@@ -158,16 +174,23 @@ class Plan:
         raise KeyError(f"no parameter {path!r} in the plan")
 
     def __repr__(self) -> str:
-        return (f"Plan(preset={self.preset!r}, model={self.model!r}, {len(self.entries)} "
-                f"parameters, {len(self.untouched)} untouched)")
+        return (
+            f"Plan(preset={self.preset!r}, model={self.model!r}, {len(self.entries)} "
+            f"parameters, {len(self.untouched)} untouched)"
+        )
 
     # ------------------------------------------------------------------ serialization
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict; :meth:`from_dict` rebuilds the plan (without ``data``)."""
-        return {"format": _FORMAT, "version": _VERSION, "preset": self.preset,
-                "model": self.model, "zero_init_residual": self.zero_init_residual,
-                "entries": [e.to_dict() for e in self.entries]}
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "preset": self.preset,
+            "model": self.model,
+            "zero_init_residual": self.zero_init_residual,
+            "entries": [e.to_dict() for e in self.entries],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
@@ -175,14 +198,19 @@ class Plan:
         if not isinstance(d, Mapping) or d.get("format") != _FORMAT:
             raise ValueError(f"d: not an initscope plan (expected format {_FORMAT!r})")
         if d.get("version") != _VERSION:
-            raise ValueError(f"d: unsupported plan version {d.get('version')!r}; "
-                             f"this initscope reads version {_VERSION}")
+            raise ValueError(
+                f"d: unsupported plan version {d.get('version')!r}; "
+                f"this initscope reads version {_VERSION}"
+            )
         preset = str(d.get("preset", ""))
         if preset not in PRESETS:
             raise ValueError(f"d: unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-        return cls([Entry.from_dict(e) for e in d.get("entries", [])], preset=preset,
-                   model=str(d.get("model", "")),
-                   zero_init_residual=bool(d.get("zero_init_residual", False)))
+        return cls(
+            [Entry.from_dict(e) for e in d.get("entries", [])],
+            preset=preset,
+            model=str(d.get("model", "")),
+            zero_init_residual=bool(d.get("zero_init_residual", False)),
+        )
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The plan as JSON text; also written to ``path`` when given."""
@@ -202,19 +230,24 @@ class Plan:
         for e in self.entries:
             p = params.get(e.path)
             if p is None:
-                raise ValueError(f"plan does not fit {type(model).__name__}: it has no parameter "
-                                 f"{e.path!r} (plan made for {self.model or 'another model'})")
+                raise ValueError(
+                    f"plan does not fit {type(model).__name__}: it has no parameter "
+                    f"{e.path!r} (plan made for {self.model or 'another model'})"
+                )
             if tuple(p.shape) != e.shape:
-                raise ValueError(f"plan does not fit {type(model).__name__}: {e.path} has shape "
-                                 f"{tuple(p.shape)}, the plan says {e.shape}")
+                raise ValueError(
+                    f"plan does not fit {type(model).__name__}: {e.path} has shape "
+                    f"{tuple(p.shape)}, the plan says {e.shape}"
+                )
             for c in e.choices:
                 get_scheme(c.scheme)
                 if c.rows is not None and not 0 <= c.rows[0] < c.rows[1] <= e.shape[0]:
                     raise ValueError(f"plan entry {e.path}: rows {c.rows} outside 0..{e.shape[0]}")
         return params
 
-    def apply(self, model: nn.Module, generator: torch.Generator | None = None, *,
-              data: Any = None) -> Plan:
+    def apply(
+        self, model: nn.Module, generator: torch.Generator | None = None, *, data: Any = None
+    ) -> Plan:
         """Initialize ``model`` as planned, all or nothing; returns the plan.
 
         Every step draws from ``generator`` (torch's default generator when ``None``), in plan
@@ -224,13 +257,16 @@ class Plan:
         :func:`plan`).
         """
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator or None, "
-                            f"got {type(generator).__name__}")
+            raise TypeError(
+                f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+            )
         params = self.validate(model)
         data = self.data if data is None else data
         if self.needs_data and data is None:
-            raise ValueError("preset 'lsuv' needs data=: a batch the model accepts, to measure "
-                             "each layer's output variance")
+            raise ValueError(
+                "preset 'lsuv' needs data=: a batch the model accepts, to measure "
+                "each layer's output variance"
+            )
         saved = [(t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())]
         try:
             with torch.no_grad():
@@ -246,8 +282,12 @@ class Plan:
                 for t, copy in saved:
                     t.copy_(copy)
             raise
-        logger.info("initscope: applied %r to %s (%d parameters)", self.preset,
-                    type(model).__name__, sum(e.touched for e in self.entries))
+        logger.info(
+            "initscope: applied %r to %s (%d parameters)",
+            self.preset,
+            type(model).__name__,
+            sum(e.touched for e in self.entries),
+        )
         return self
 
     # ------------------------------------------------------------------ views
@@ -257,12 +297,19 @@ class Plan:
         from rich.table import Table
         from rich.text import Text
 
-        title = f"initscope plan: preset {self.preset!r}" + (f" for {self.model}" if self.model
-                                                              else "")
+        title = f"initscope plan: preset {self.preset!r}" + (
+            f" for {self.model}" if self.model else ""
+        )
         t = Table(title=title, show_lines=False)
-        for col, kw in (("parameter", {"no_wrap": True}), ("shape", {}), ("fans in/out", {}),
-                        ("scheme", {}), ("std", {"justify": "right"}), ("formula", {}),
-                        ("why", {"ratio": 1})):
+        for col, kw in (
+            ("parameter", {"no_wrap": True}),
+            ("shape", {}),
+            ("fans in/out", {}),
+            ("scheme", {}),
+            ("std", {"justify": "right"}),
+            ("formula", {}),
+            ("why", {"ratio": 1}),
+        ):
             t.add_column(col, **kw)
         for e in self.entries:
             shape = "x".join(map(str, e.shape)) or "scalar"
@@ -289,14 +336,29 @@ def _entries(decisions: Sequence[Any]) -> list[Entry]:
             f = shown[0] if shown else fans(layer.module, d.name) if len(d.shape) >= 2 else None
         except (ValueError, TypeError):
             f = None
-        out.append(Entry(path=d.path, module=layer.path, type=layer.type, shape=d.shape, fans=f,
-                         choices=d.choices, note=d.note))
+        out.append(
+            Entry(
+                path=d.path,
+                module=layer.path,
+                type=layer.type,
+                shape=d.shape,
+                fans=f,
+                choices=d.choices,
+                note=d.note,
+            )
+        )
     return out
 
 
-def plan(model: nn.Module, preset: str = "auto", *, example_input: Any = None,
-         rules: Sequence[Rule] | None = None, zero_init_residual: bool = False,
-         data: Any = None) -> Plan:
+def plan(
+    model: nn.Module,
+    preset: str = "auto",
+    *,
+    example_input: Any = None,
+    rules: Sequence[Rule] | None = None,
+    zero_init_residual: bool = False,
+    data: Any = None,
+) -> Plan:
     """Decide how to initialize every parameter of ``model``; change nothing.
 
     Args:
@@ -323,13 +385,16 @@ def plan(model: nn.Module, preset: str = "auto", *, example_input: Any = None,
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     preset = check_preset(preset)
     if not isinstance(zero_init_residual, bool):
-        raise TypeError("zero_init_residual: expected a bool, got "
-                        f"{type(zero_init_residual).__name__}")
+        raise TypeError(
+            f"zero_init_residual: expected a bool, got {type(zero_init_residual).__name__}"
+        )
     if preset == "lsuv":
         data = example_input if data is None else data
         if data is None:
-            raise ValueError("preset 'lsuv' needs data=: a batch the model accepts, to measure "
-                             "each layer's output variance")
+            raise ValueError(
+                "preset 'lsuv' needs data=: a batch the model accepts, to measure "
+                "each layer's output variance"
+            )
         if example_input is None and isinstance(data, torch.Tensor):
             example_input = data
     layers = inspect_model(model, example_input)
@@ -338,20 +403,42 @@ def plan(model: nn.Module, preset: str = "auto", *, example_input: Any = None,
     untouched = [e.path for e in entries if not e.touched]
     if untouched:
         shown = ", ".join(untouched[:8]) + (", ..." if len(untouched) > 8 else "")
-        warnings.warn(f"initscope: {len(untouched)} parameter(s) covered by no rule stay as they "
-                      f"are: {shown} (add rules for them)", UserWarning, stacklevel=2)
-    return Plan(entries, preset=preset, model=type(model).__name__,
-                zero_init_residual=zero_init_residual, data=data)
+        warnings.warn(
+            f"initscope: {len(untouched)} parameter(s) covered by no rule stay as they "
+            f"are: {shown} (add rules for them)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return Plan(
+        entries,
+        preset=preset,
+        model=type(model).__name__,
+        zero_init_residual=zero_init_residual,
+        data=data,
+    )
 
 
-def initialize(model: nn.Module, preset: str = "auto", *, example_input: Any = None,
-               rules: Sequence[Rule] | None = None, zero_init_residual: bool = False,
-               data: Any = None, generator: torch.Generator | None = None) -> Plan:
+def initialize(
+    model: nn.Module,
+    preset: str = "auto",
+    *,
+    example_input: Any = None,
+    rules: Sequence[Rule] | None = None,
+    zero_init_residual: bool = False,
+    data: Any = None,
+    generator: torch.Generator | None = None,
+) -> Plan:
     """Plan (:func:`plan`) and apply (:meth:`Plan.apply`, all or nothing) in one call.
 
     ``initialize(model)`` reads the architecture and gives every parameter the scheme that keeps
     the signal (preset ``"auto"``); the returned :class:`Plan` says what was done and why.
     """
-    p = plan(model, preset, example_input=example_input, rules=rules,
-             zero_init_residual=zero_init_residual, data=data)
+    p = plan(
+        model,
+        preset,
+        example_input=example_input,
+        rules=rules,
+        zero_init_residual=zero_init_residual,
+        data=data,
+    )
     return p.apply(model, generator)

@@ -44,8 +44,9 @@ from initscope.graph import Layer
 
 __all__ = ["PRESETS", "Choice", "Preset", "Rule", "choice", "choose", "check_preset"]
 
-Preset = Literal["auto", "guide", "torch", "xavier", "he", "lecun", "orthogonal", "gpt2", "fixup",
-                 "lsuv"]
+Preset = Literal[
+    "auto", "guide", "torch", "xavier", "he", "lecun", "orthogonal", "gpt2", "fixup", "lsuv"
+]
 PRESETS: tuple[str, ...] = Preset.__args__
 """Preset names, for ``initialize(model, preset=...)`` and the CLI's ``--preset`` / ``--init``."""
 
@@ -57,13 +58,15 @@ def check_preset(preset: Any) -> str:
     """``preset`` if it is one of :data:`PRESETS`; else ``ValueError`` listing them, close
     matches first (``TypeError`` for a non-string)."""
     if not isinstance(preset, str):
-        raise TypeError(f"preset: expected one of {', '.join(PRESETS)} (str), "
-                        f"got {type(preset).__name__}")
+        raise TypeError(
+            f"preset: expected one of {', '.join(PRESETS)} (str), got {type(preset).__name__}"
+        )
     if preset not in PRESETS:
         close = difflib.get_close_matches(preset, PRESETS, n=3, cutoff=0.5)
         rest = [p for p in PRESETS if p not in close]
-        raise ValueError(f"preset: unknown preset {preset!r}; valid presets: "
-                         f"{', '.join(close + rest)}")
+        raise ValueError(
+            f"preset: unknown preset {preset!r}; valid presets: {', '.join(close + rest)}"
+        )
     return preset
 
 
@@ -74,8 +77,8 @@ def check_preset(preset: Any) -> str:
 class _NamedRule:
     index: int
     selector: Selector
-    raw: str          # the scheme as written ("he")
-    scheme: str       # its SCHEMES name ("kaiming_normal")
+    raw: str  # the scheme as written ("he")
+    scheme: str  # its SCHEMES name ("kaiming_normal")
     kwargs: dict[str, Any]
     matched: bool = False
 
@@ -99,8 +102,10 @@ class _NamedRule:
                 return True
             if fnmatch.fnmatchcase(layer.path, sel):
                 return True
-            if any(fnmatch.fnmatchcase(f"{layer.path}.{p}" if layer.path else p, sel)
-                   for p in layer.params):
+            if any(
+                fnmatch.fnmatchcase(f"{layer.path}.{p}" if layer.path else p, sel)
+                for p in layer.params
+            ):
                 return None
             return False
         return isinstance(layer.module, sel)
@@ -116,8 +121,11 @@ class _NamedRule:
         if not applicable(self.scheme, tensor.dim()):
             return None
         kwargs = dict(self.kwargs)
-        if self.raw in ("he", "he_normal", "he_uniform", "kaiming_normal", "kaiming_uniform") \
-                and "nonlinearity" not in kwargs and layer.activation is not None:
+        if (
+            self.raw in ("he", "he_normal", "he_uniform", "kaiming_normal", "kaiming_uniform")
+            and "nonlinearity" not in kwargs
+            and layer.activation is not None
+        ):
             act = layer.activation
             if act.name == "relu":
                 kwargs["nonlinearity"] = "relu"
@@ -132,28 +140,35 @@ def compile_rules(rules: Sequence[Rule] | None) -> list[Callable[[Layer, str], A
     if rules is None:
         return []
     if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
-        raise TypeError("rules: expected a list of (selector, scheme[, kwargs]) tuples or "
-                        f"callables, got {type(rules).__name__}")
+        raise TypeError(
+            "rules: expected a list of (selector, scheme[, kwargs]) tuples or "
+            f"callables, got {type(rules).__name__}"
+        )
     out: list[Callable[[Layer, str], Any]] = []
     for i, rule in enumerate(rules):
         if callable(rule) and not isinstance(rule, tuple):
             out.append(rule)
             continue
         if not isinstance(rule, tuple) or len(rule) not in (2, 3):
-            raise TypeError(f"rules[{i}]: expected (selector, scheme) or (selector, scheme, "
-                            f"kwargs) or a callable, got {rule!r}")
+            raise TypeError(
+                f"rules[{i}]: expected (selector, scheme) or (selector, scheme, "
+                f"kwargs) or a callable, got {rule!r}"
+            )
         selector, scheme, *rest = rule
         _check_selector(selector, i)
         name = scheme_name(scheme, f"rules[{i}]")
         kwargs = rest[0] if rest else {}
         if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-            raise TypeError(f"rules[{i}]: kwargs must be a dict of keyword arguments, "
-                            f"got {kwargs!r}")
+            raise TypeError(
+                f"rules[{i}]: kwargs must be a dict of keyword arguments, got {kwargs!r}"
+            )
         allowed = accepted(name) - {"tensor", "fans", "generator"}
         unknown = sorted(set(kwargs) - allowed)
         if unknown:
-            raise ValueError(f"rules[{i}]: {name} takes no argument(s) {', '.join(unknown)}; "
-                             f"it takes {', '.join(sorted(allowed)) or 'none'}")
+            raise ValueError(
+                f"rules[{i}]: {name} takes no argument(s) {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(allowed)) or 'none'}"
+            )
         out.append(_NamedRule(i, selector, scheme, name, dict(kwargs)))
     return out
 
@@ -166,8 +181,10 @@ def _check_selector(selector: Any, i: int) -> None:
         return
     if isinstance(selector, tuple) and selector and all(is_module_type(t) for t in selector):
         return
-    raise TypeError(f"rules[{i}]: selector must be an nn.Module subclass, a tuple of them or a "
-                    f"glob on the module/parameter path (str), got {selector!r}")
+    raise TypeError(
+        f"rules[{i}]: selector must be an nn.Module subclass, a tuple of them or a "
+        f"glob on the module/parameter path (str), got {selector!r}"
+    )
 
 
 # ----------------------------------------------------------------------------- choosing
@@ -195,9 +212,13 @@ def _as_choices(result: Any, where: str) -> tuple[Choice, ...] | None:
     raise TypeError(f"{where} returned {result!r}; expected a Choice, a list of Choices or None")
 
 
-def choose(model: nn.Module, layers: Sequence[Layer], preset: str,
-           rules: Sequence[Rule] | None = None, zero_init_residual: bool = False
-           ) -> list[Decision]:
+def choose(
+    model: nn.Module,
+    layers: Sequence[Layer],
+    preset: str,
+    rules: Sequence[Rule] | None = None,
+    zero_init_residual: bool = False,
+) -> list[Decision]:
     """Decide every parameter of ``model``: custom rules first, then ``zero_init_residual``,
     then the preset. Warns for rule selectors that match nothing and for untouched parameters."""
     from initscope import _presets
@@ -226,6 +247,9 @@ def choose(model: nn.Module, layers: Sequence[Layer], preset: str,
             decisions.append(Decision(names[id(p)], layer, name, shape, picked or (), note))
     for rule in compiled:
         if isinstance(rule, _NamedRule) and not rule.matched:
-            warnings.warn(f"initscope: {rule.label()} matched no module or parameter",
-                          UserWarning, stacklevel=3)
+            warnings.warn(
+                f"initscope: {rule.label()} matched no module or parameter",
+                UserWarning,
+                stacklevel=3,
+            )
     return decisions

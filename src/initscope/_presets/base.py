@@ -51,32 +51,50 @@ def _norm_name(layer: Layer) -> str:
 class Base:
     """Facts about the whole model and the pieces every preset shares."""
 
-    def __init__(self, model: nn.Module, layers: list[Layer], preset: str,
-                 zero_init_residual: bool) -> None:
+    def __init__(
+        self, model: nn.Module, layers: list[Layer], preset: str, zero_init_residual: bool
+    ) -> None:
         self.model = model
         self.layers = layers
         self.preset = preset
         self.zero_init_residual = zero_init_residual
         self.by_path = {layer.path: layer for layer in layers}
         self.L = max((layer.residual_depth for layer in layers), default=0)
-        self.L_acc = len({layer.residual_branch for layer in layers
-                          if layer.residual_branch is not None and not layer.post_norm})
-        self.N_post_attn = len({layer.residual_branch for layer in layers
-                                if layer.ends_residual and layer.post_norm
-                                and layer.attention_role == "out"})
+        self.L_acc = len(
+            {
+                layer.residual_branch
+                for layer in layers
+                if layer.residual_branch is not None and not layer.post_norm
+            }
+        )
+        self.N_post_attn = len(
+            {
+                layer.residual_branch
+                for layer in layers
+                if layer.ends_residual and layer.post_norm and layer.attention_role == "out"
+            }
+        )
         self.q_star: dict[str, float] = {}  # activation label -> fixed point of its stacks
 
     def untouched_note(self, layer: Layer, name: str) -> str:
-        return (f"no rule of preset {self.preset!r} covers parameter {name!r} of "
-                f"{layer.type} {layer.path or '(the model)'}; add a rule")
+        return (
+            f"no rule of preset {self.preset!r} covers parameter {name!r} of "
+            f"{layer.type} {layer.path or '(the model)'}; add a rule"
+        )
 
     # ------------------------------------------------------------------ facts
 
     def deep_plain(self, layer: Layer) -> bool:
         act = layer.activation
-        return (layer.kind in _MATRIX_KINDS and act is not None and act.name not in GUIDE_CRITICAL
-                and layer.stack_depth >= DEEP_STACK and layer.norm is None
-                and layer.residual_branch is None and not layer.is_output)
+        return (
+            layer.kind in _MATRIX_KINDS
+            and act is not None
+            and act.name not in GUIDE_CRITICAL
+            and layer.stack_depth >= DEEP_STACK
+            and layer.norm is None
+            and layer.residual_branch is None
+            and not layer.is_output
+        )
 
     def accumulating_end(self, layer: Layer) -> bool:
         """Ends a residual branch whose add is not renormalized (variance accumulates)."""
@@ -90,12 +108,18 @@ class Base:
     def _zero_residual(self, layer: Layer, name: str) -> Choice | None:
         if not layer.ends_residual:
             return None
-        why = (f"zero_init_residual: {layer.path} ends residual branch {layer.residual_branch}, "
-               "so the block starts as the identity (Goyal et al. 2017; Zhang et al. 2019)")
+        why = (
+            f"zero_init_residual: {layer.path} ends residual branch {layer.residual_branch}, "
+            "so the block starts as the identity (Goyal et al. 2017; Zhang et al. 2019)"
+        )
         if layer.kind == "norm":
             if name == "weight":
-                return choice(layer, name, "zeros", why=why + "; its last norm's weight is 0, "
-                              "as torchvision's zero_init_residual")
+                return choice(
+                    layer,
+                    name,
+                    "zeros",
+                    why=why + "; its last norm's weight is 0, as torchvision's zero_init_residual",
+                )
             return None
         if self.norm_takes_end(layer):
             return None
@@ -115,10 +139,15 @@ class Base:
             return None
         if scaled_ends and layer.ends_residual and not layer.post_norm and self.L_acc > 0:
             g = 1 / math.sqrt(self.L_acc)
-            return choice(layer, name, "constant", val=g,
-                          why=f"last normalization of residual branch {layer.residual_branch}: "
-                              f"weight 1/sqrt(L) = 1/sqrt({self.L_acc}), so the L branches "
-                              "sum to unit variance")
+            return choice(
+                layer,
+                name,
+                "constant",
+                val=g,
+                why=f"last normalization of residual branch {layer.residual_branch}: "
+                f"weight 1/sqrt(L) = 1/sqrt({self.L_acc}), so the L branches "
+                "sum to unit variance",
+            )
         return choice(layer, name, "ones", why=f"{_norm_name(layer)}: identity affine, weight 1")
 
     def _embedding(self, layer: Layer, name: str, std: float | None = None) -> Any:
@@ -129,18 +158,36 @@ class Base:
         if std is not None:
             first = choice(layer, name, "normal", std=std, why=f"embedding N(0, {std:g}^2)")
         elif tied:
-            first = choice(layer, name, "normal", std=1 / math.sqrt(d),
-                           why=f"embedding tied to the output layer {tied[0]}: std 1/sqrt(d) = "
-                               f"1/sqrt({d}), so its logits have the variance of its input")
+            first = choice(
+                layer,
+                name,
+                "normal",
+                std=1 / math.sqrt(d),
+                why=f"embedding tied to the output layer {tied[0]}: std 1/sqrt(d) = "
+                f"1/sqrt({d}), so its logits have the variance of its input",
+            )
         else:
-            first = choice(layer, name, "normal", std=1.0,
-                           why="embedding N(0, 1): a looked-up row is the layer's output, unit "
-                               "variance like a standardized input")
+            first = choice(
+                layer,
+                name,
+                "normal",
+                std=1.0,
+                why="embedding N(0, 1): a looked-up row is the layer's output, unit "
+                "variance like a standardized input",
+            )
         pad = getattr(layer.module, "padding_idx", None)
         if pad is None:
             return first
-        return (first, choice(layer, name, "zeros", rows=(pad, pad + 1),
-                              why=f"padding_idx {pad}: zero row, as torch"))
+        return (
+            first,
+            choice(
+                layer,
+                name,
+                "zeros",
+                rows=(pad, pad + 1),
+                why=f"padding_idx {pad}: zero row, as torch",
+            ),
+        )
 
     def _recurrent(self, layer: Layer, name: str, ih: str, hh: str, forget_bias: bool) -> Any:
         m = _RNN.fullmatch(name)
@@ -151,16 +198,30 @@ class Base:
         if kind == "bias":
             zero = choice(layer, name, "zeros", why="recurrent bias 0")
             if forget_bias and gates == 4 and which == "ih":
-                return (zero, choice(layer, name, "ones", rows=(hidden, 2 * hidden),
-                                     why="LSTM forget-gate bias 1 (gate order i, f, g, o): the "
-                                         "cell remembers at the start (Jozefowicz et al. 2015)"))
+                return (
+                    zero,
+                    choice(
+                        layer,
+                        name,
+                        "ones",
+                        rows=(hidden, 2 * hidden),
+                        why="LSTM forget-gate bias 1 (gate order i, f, g, o): the "
+                        "cell remembers at the start (Jozefowicz et al. 2015)",
+                    ),
+                )
             return zero
         if which == "hh" and hh == "orthogonal":
             return tuple(
-                choice(layer, name, "orthogonal", rows=(g * hidden, (g + 1) * hidden),
-                       why="recurrent weights: one orthogonal block per gate (Saxe et al. "
-                           "2014), so the recurrence neither explodes nor vanishes over time")
-                for g in range(gates))
+                choice(
+                    layer,
+                    name,
+                    "orthogonal",
+                    rows=(g * hidden, (g + 1) * hidden),
+                    why="recurrent weights: one orthogonal block per gate (Saxe et al. "
+                    "2014), so the recurrence neither explodes nor vanishes over time",
+                )
+                for g in range(gates)
+            )
         scheme = ih if which != "hh" else hh
         return self._matrix(layer, name, scheme, "recurrent weights, per-gate fans")
 
@@ -169,19 +230,32 @@ class Base:
         act = layer.activation
         if scheme == "kaiming_normal":
             if act is not None and act.name == "leaky_relu":
-                return choice(layer, name, scheme, nonlinearity="leaky_relu", a=act.param,
-                              why=f"He normal (He et al. 2015) with the slope of {act.label()}; "
-                                  f"{what}")
-            return choice(layer, name, scheme, nonlinearity="relu",
-                          why=f"He normal (He et al. 2015); {what}")
+                return choice(
+                    layer,
+                    name,
+                    scheme,
+                    nonlinearity="leaky_relu",
+                    a=act.param,
+                    why=f"He normal (He et al. 2015) with the slope of {act.label()}; {what}",
+                )
+            return choice(
+                layer, name, scheme, nonlinearity="relu", why=f"He normal (He et al. 2015); {what}"
+            )
         if scheme == "orthogonal":
             g = 1.0 if act is None or layer.kind == "recurrent" else theory.gain(act, "forward")
-            return choice(layer, name, scheme, gain=g,
-                          why=f"orthogonal (Saxe et al. 2014), gain {num(g)}"
-                              + (f" = exact forward gain of {act.label()}" if g != 1 else "")
-                              + f"; {what}")
-        source = {"xavier_normal": "Xavier normal (Glorot & Bengio 2010)",
-                  "lecun_normal": "LeCun normal (LeCun et al. 1998)"}[scheme]
+            return choice(
+                layer,
+                name,
+                scheme,
+                gain=g,
+                why=f"orthogonal (Saxe et al. 2014), gain {num(g)}"
+                + (f" = exact forward gain of {act.label()}" if g != 1 else "")
+                + f"; {what}",
+            )
+        source = {
+            "xavier_normal": "Xavier normal (Glorot & Bengio 2010)",
+            "lecun_normal": "LeCun normal (LeCun et al. 1998)",
+        }[scheme]
         return choice(layer, name, scheme, why=f"{source}; {what}")
 
     def _follows(self, layer: Layer) -> str:
@@ -192,8 +266,12 @@ class Base:
 
     def post_norm_attention(self, layer: Layer) -> bool:
         """An attention projection on a post-norm residual branch."""
-        return (layer.post_norm and layer.residual_branch is not None and self.N_post_attn > 0
-                and layer.attention_role in ("qkv", "v", "out"))
+        return (
+            layer.post_norm
+            and layer.residual_branch is not None
+            and self.N_post_attn > 0
+            and layer.attention_role in ("qkv", "v", "out")
+        )
 
     def _prelu(self, layer: Layer, name: str) -> Choice | None:
         if name != "weight":
@@ -214,8 +292,13 @@ class Base:
         if kind == "activation":
             return self._prelu(layer, name)
         if layer.kind == "attention" and name in ("bias_k", "bias_v"):
-            return choice(layer, name, "xavier_normal", fans=None,
-                          why="attention bias_k/bias_v: Xavier normal, as torch")
+            return choice(
+                layer,
+                name,
+                "xavier_normal",
+                fans=None,
+                why="attention bias_k/bias_v: Xavier normal, as torch",
+            )
         if _bias_param(layer, name):
             return self._zero_bias(layer, name)
         if _weight_param(layer, name):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from initscope.cli._common import CLIError
 
-_COMMANDS: tuple[str, ...] = ()
+_COMMANDS: tuple[str, ...] = ("demo", "diagnose", "gain", "guide", "init")
 
 
 def build_parser() -> argparse.ArgumentParser:

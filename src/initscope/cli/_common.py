@@ -19,7 +19,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
-        raise CLIError(f"--input-shape: expected integers separated by commas, got {text!r}") from None
+        raise CLIError(
+            f"--input-shape: expected integers separated by commas, got {text!r}"
+        ) from None
     if not shape or any(d <= 0 for d in shape):
         raise CLIError(f"--input-shape: expected positive integers, got {text!r}")
     return shape
@@ -31,7 +33,9 @@ def load_factory(spec: str) -> Any:
     The factory is returned uncalled; :func:`build_model` calls it.
     """
     if ":" not in spec:
-        raise CLIError(f"model: expected 'path/to/file.py:factory' or 'module.path:factory', got {spec!r}")
+        raise CLIError(
+            f"model: expected 'path/to/file.py:factory' or 'module.path:factory', got {spec!r}"
+        )
     target, _, attr = spec.rpartition(":")
     if not attr:
         raise CLIError(f"model: no factory name after ':' in {spec!r}")
@@ -54,9 +58,12 @@ def load_factory(spec: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        names = sorted(
+            n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))
+        )
         raise CLIError(
-            f"model: {target} has no attribute {attr!r}; callables there: {', '.join(names) or 'none'}"
+            f"model: {target} has no attribute {attr!r}; "
+            f"callables there: {', '.join(names) or 'none'}"
         ) from None
 
 

@@ -18,8 +18,12 @@ def register(subparsers: Any) -> None:
         "average gains, and torch.nn.init.calculate_gain side by side.",
     )
     parser.add_argument("activation", metavar="ACT", help="activation name, e.g. gelu, leaky_relu")
-    parser.add_argument("--param", type=float, default=None,
-                        help="leaky slope, ELU/CELU alpha, softplus beta, hardtanh bound")
+    parser.add_argument(
+        "--param",
+        type=float,
+        default=None,
+        help="leaky slope, ELU/CELU alpha, softplus beta, hardtanh bound",
+    )
     parser.add_argument("--q", type=float, default=1.0, help="pre-activation variance (default 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(width=max(Console().width, 100))
     console.print(table)
     rec = data["recommendation"]
-    console.print(escape(f"recommended: {rec['scheme']}, {rec['formula']} ({rec['source']})"),
-                  highlight=False)
+    console.print(
+        escape(f"recommended: {rec['scheme']}, {rec['formula']} ({rec['source']})"), highlight=False
+    )
     return 0

@@ -54,12 +54,21 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("slope", justify="right")
     table.add_column("critical bits", justify="right")
     for r in rows:
-        critical = ("none" if r.critical_sigma_w2 is None
-                    else f"({r.critical_sigma_w2:.3f}, {r.critical_sigma_b2:.3f})")
+        critical = (
+            "none"
+            if r.critical_sigma_w2 is None
+            else f"({r.critical_sigma_w2:.3f}, {r.critical_sigma_b2:.3f})"
+        )
         table.add_row(
-            r.activation, r.scheme, r.formula.removeprefix("Var = "), _num(r.forward_gain),
-            _num(r.backward_gain), _num(r.torch_gain), _bits(r.forward_log2, r.backward_log2),
-            critical, _num(r.critical_slope, ".3f"),
+            r.activation,
+            r.scheme,
+            r.formula.removeprefix("Var = "),
+            _num(r.forward_gain),
+            _num(r.backward_gain),
+            _num(r.torch_gain),
+            _bits(r.forward_log2, r.backward_log2),
+            critical,
+            _num(r.critical_slope, ".3f"),
             _bits(r.critical_forward_log2, r.critical_backward_log2),
         )
     console = Console(width=max(Console().width, 200))

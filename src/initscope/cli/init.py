@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "init",
         help="print the initialization plan for a model: scheme, std, formula and why, per "
-             "parameter",
+        "parameter",
         description=(
             "Build the model from a factory, inspect it (activations, normalizations, residual "
             "branches, attention, outputs) and print the plan of a policy preset: for every "
@@ -34,27 +34,43 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "model", help="path/to/file.py:factory or module.path:factory (called with no arguments)")
-    parser.add_argument("--preset", default="auto", choices=PRESETS,
-                        help="policy preset (default auto)")
+        "model", help="path/to/file.py:factory or module.path:factory (called with no arguments)"
+    )
     parser.add_argument(
-        "--input-shape", metavar="SHAPE",
+        "--preset", default="auto", choices=PRESETS, help="policy preset (default auto)"
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
         help="shape of a synthetic batch, e.g. 64,784: needed when torch.fx cannot trace the "
-             "model, and for --preset lsuv (integer tokens when the model starts with an "
-             "Embedding)")
-    parser.add_argument("--zero-init-residual", action="store_true",
-                        help="start every residual branch at zero")
+        "model, and for --preset lsuv (integer tokens when the model starts with an "
+        "Embedding)",
+    )
     parser.add_argument(
-        "--rule", action="append", default=[], metavar="GLOB=SCHEME",
+        "--zero-init-residual", action="store_true", help="start every residual branch at zero"
+    )
+    parser.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="GLOB=SCHEME",
         help="custom rule before the preset: a glob on the module or parameter path and a "
-             "scheme name, e.g. '*.head=zeros' (repeatable)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of torch's RNG before the factory runs and of the synthetic "
-                             "batch (default 0)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the plan as JSON instead of the table")
-    parser.add_argument("--save-plan", metavar="PATH",
-                        help="write the plan as JSON (initscope.Plan.from_dict reads it)")
+        "scheme name, e.g. '*.head=zeros' (repeatable)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of torch's RNG before the factory runs and of the synthetic batch (default 0)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the plan as JSON instead of the table"
+    )
+    parser.add_argument(
+        "--save-plan",
+        metavar="PATH",
+        help="write the plan as JSON (initscope.Plan.from_dict reads it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -83,12 +99,19 @@ def run(args: argparse.Namespace) -> int:
     elif args.preset == "lsuv":
         raise CLIError("--preset lsuv: give --input-shape, the batch LSUV calibrates on")
     try:
-        p = plan(model, args.preset, example_input=example, rules=rules,
-                 zero_init_residual=args.zero_init_residual)
+        p = plan(
+            model,
+            args.preset,
+            example_input=example,
+            rules=rules,
+            zero_init_residual=args.zero_init_residual,
+        )
     except ValueError as exc:
         if example is None and "example_input" in str(exc):
-            raise CLIError(f"{exc}\nhint: pass --input-shape so that a synthetic batch can be "
-                           "recorded through the model") from None
+            raise CLIError(
+                f"{exc}\nhint: pass --input-shape so that a synthetic batch can be "
+                "recorded through the model"
+            ) from None
         raise
     if args.save_plan:
         p.to_json(args.save_plan)

@@ -44,16 +44,32 @@ def _recommend(a: Activation) -> Recommendation:
         return Recommendation("kaiming_normal", "fan_in", 2.0, "Var = 2 / fan_in", "He et al. 2015")
     if a.name == "leaky_relu":
         slope = a.param
-        return Recommendation("kaiming_normal", "fan_in", 2.0 / (1.0 + slope * slope),
-                              f"Var = 2 / ((1 + a^2) fan_in), a = {slope:g}", "He et al. 2015")
+        return Recommendation(
+            "kaiming_normal",
+            "fan_in",
+            2.0 / (1.0 + slope * slope),
+            f"Var = 2 / ((1 + a^2) fan_in), a = {slope:g}",
+            "He et al. 2015",
+        )
     if a.name == "selu":
-        return Recommendation("lecun_normal", "fan_in", 1.0, "Var = 1 / fan_in",
-                              "LeCun et al. 1998; Klambauer et al. 2017")
+        return Recommendation(
+            "lecun_normal",
+            "fan_in",
+            1.0,
+            "Var = 1 / fan_in",
+            "LeCun et al. 1998; Klambauer et al. 2017",
+        )
     if a.name in _XAVIER_FAMILY:
-        return Recommendation("xavier_normal", "fan_avg", 1.0, "Var = 2 / (fan_in + fan_out)",
-                              "Glorot & Bengio 2010")
-    return Recommendation("kaiming_normal", "fan_in", 2.0, "Var = 2 / fan_in",
-                          "He et al. 2015; He or Xavier, empirically robust to either")
+        return Recommendation(
+            "xavier_normal", "fan_avg", 1.0, "Var = 2 / (fan_in + fan_out)", "Glorot & Bengio 2010"
+        )
+    return Recommendation(
+        "kaiming_normal",
+        "fan_in",
+        2.0,
+        "Var = 2 / fan_in",
+        "He et al. 2015; He or Xavier, empirically robust to either",
+    )
 
 
 def recommend(act: Any, *, param: float | None = None) -> Recommendation:
@@ -108,8 +124,16 @@ class GuideEntry:
 
 
 GUIDE_ACTIVATIONS: tuple[tuple[str, float | None], ...] = (
-    ("sigmoid", None), ("tanh", None), ("relu", None), ("leaky_relu", 0.01), ("leaky_relu", 0.2),
-    ("selu", None), ("gelu", None), ("silu", None), ("mish", None), ("elu", None),
+    ("sigmoid", None),
+    ("tanh", None),
+    ("relu", None),
+    ("leaky_relu", 0.01),
+    ("leaky_relu", 0.2),
+    ("selu", None),
+    ("gelu", None),
+    ("silu", None),
+    ("mish", None),
+    ("elu", None),
     ("softplus", None),
 )
 

@@ -37,8 +37,9 @@ def _deriv_second(a: Activation, q: float) -> float:
     return raw_moments(a, q)[3]
 
 
-def variance_map(act: Any, q: float, sigma_w2: float, sigma_b2: float, *,
-                 param: float | None = None) -> float:
+def variance_map(
+    act: Any, q: float, sigma_w2: float, sigma_b2: float, *, param: float | None = None
+) -> float:
     """The length map ``q -> sigma_w2 E[f(sqrt(q) z)^2] + sigma_b2`` (Poole et al. 2016).
 
     It uses the second moment ``E[f^2]``, not the variance of ``f``, since the next layer sums
@@ -76,8 +77,9 @@ def _fixed_point(a: Activation, w: float, b: float, q0: float) -> float:
     return math.exp(brentq(gap, lo, hi, xtol=1e-14, rtol=1e-15))
 
 
-def fixed_point(act: Any, sigma_w2: float, sigma_b2: float, *, param: float | None = None,
-                q0: float = 1.0) -> float:
+def fixed_point(
+    act: Any, sigma_w2: float, sigma_b2: float, *, param: float | None = None, q0: float = 1.0
+) -> float:
     """The fixed point ``q*`` that iterating the variance map from ``q0`` converges to.
 
     ``q* = sigma_w2 E[f(sqrt(q*) z)^2] + sigma_b2`` (Poole et al. 2016). Returns ``0.0`` when the
@@ -92,8 +94,9 @@ def fixed_point(act: Any, sigma_w2: float, sigma_b2: float, *, param: float | No
     return _fixed_point(resolve(act, param), sigma_w2, sigma_b2, q0)
 
 
-def chi1(act: Any, sigma_w2: float, sigma_b2: float, *, param: float | None = None,
-         q0: float = 1.0) -> float:
+def chi1(
+    act: Any, sigma_w2: float, sigma_b2: float, *, param: float | None = None, q0: float = 1.0
+) -> float:
     """``chi_1 = sigma_w2 E[f'(sqrt(q*) z)^2]`` at the fixed point ``q*`` reached from ``q0``.
 
     The per-layer factor of the gradient variance and of the growth of small perturbations
@@ -135,11 +138,18 @@ def critical_sigma_w2(act: Any, sigma_b2: float = 0.0, *, param: float | None = 
     while _edge_bias(a, hi) < sigma_b2:
         lo, hi = hi, 2.0 * hi
         if hi > _Q_EDGE_MAX * max(1.0, sigma_b2):
-            raise ValueError(f"activation {a.label()}: no fixed point with chi1 = 1 at "
-                             f"sigma_b2={sigma_b2:g}; no edge of chaos")
+            raise ValueError(
+                f"activation {a.label()}: no fixed point with chi1 = 1 at "
+                f"sigma_b2={sigma_b2:g}; no edge of chaos"
+            )
     if hi > lo:
-        u = brentq(lambda v: _edge_bias(a, math.exp(v)) - sigma_b2, math.log(lo), math.log(hi),
-                   xtol=1e-14, rtol=1e-15)
+        u = brentq(
+            lambda v: _edge_bias(a, math.exp(v)) - sigma_b2,
+            math.log(lo),
+            math.log(hi),
+            xtol=1e-14,
+            rtol=1e-15,
+        )
         hi = math.exp(u)
     return 1.0 / raw_moments(a, hi)[3]
 
@@ -197,19 +207,25 @@ def critical_point(act: Any, q_star: float = 1.0, *, param: float | None = None)
     exists = b >= 0
     stable = exists and slope < 1 - 1e-9
     if not exists:
-        note = (f"no critical point with q* = {q_star:g}: chi1 = 1 needs sigma_w2 = {w:.4g}, "
-                f"which maps q* to sigma_w2 E[f^2] = {w * ef2:.4g} > q*, so sigma_b2 would be "
-                f"{b:.4g} < 0")
+        note = (
+            f"no critical point with q* = {q_star:g}: chi1 = 1 needs sigma_w2 = {w:.4g}, "
+            f"which maps q* to sigma_w2 E[f^2] = {w * ef2:.4g} > q*, so sigma_b2 would be "
+            f"{b:.4g} < 0"
+        )
         if ef * ef >= 0.5 * ef2:
             note += f"; the mean dominates: E[f]^2 = {ef * ef:.4g} of E[f^2] = {ef2:.4g}"
     elif abs(slope - 1) <= 1e-9:
-        note = ("marginal: the variance map has slope 1 at q* (positively homogeneous activation: "
-                "every q is a fixed point)")
+        note = (
+            "marginal: the variance map has slope 1 at q* (positively homogeneous activation: "
+            "every q is a fixed point)"
+        )
     elif stable:
         note = f"stable: the variance map has slope {slope:.4g} < 1 at q* = {q_star:g}"
     else:
-        note = (f"unstable: the variance map has slope {slope:.4g} > 1 at q* = {q_star:g}; "
-                "the variance drifts away from q*")
+        note = (
+            f"unstable: the variance map has slope {slope:.4g} > 1 at q* = {q_star:g}; "
+            "the variance drifts away from q*"
+        )
     return CriticalPoint(w, b, q_star, w * edf2, slope, stable, exists, note)
 
 
@@ -248,8 +264,10 @@ def _depth_profile(a: Activation, w: float, b: float, depth: int, q0: float) -> 
     for layer in range(1, depth):
         q[layer] = w * _second(a, float(q[layer - 1])) + b
         if not 0 < q[layer] < math.inf:
-            raise ValueError(f"activation {a.label()}: the predicted variance leaves the float "
-                             f"range at layer {layer + 1} (q = {q[layer]:g}); use fewer layers")
+            raise ValueError(
+                f"activation {a.label()}: the predicted variance leaves the float "
+                f"range at layer {layer + 1} (q = {q[layer]:g}); use fewer layers"
+            )
     chi = np.array([w * raw_moments(a, float(v))[3] for v in q[:-1]])
     forward = 0.5 * np.log2(q / q0)
     half_bits = 0.5 * np.log2(chi)
@@ -257,8 +275,15 @@ def _depth_profile(a: Activation, w: float, b: float, depth: int, q0: float) -> 
     return DepthProfile(q, float(forward[-1]), float(backward[0]), forward, backward)
 
 
-def depth_profile(act: Any, sigma_w2: float, sigma_b2: float, depth: int, q0: float = 1.0, *,
-                  param: float | None = None) -> DepthProfile:
+def depth_profile(
+    act: Any,
+    sigma_w2: float,
+    sigma_b2: float,
+    depth: int,
+    q0: float = 1.0,
+    *,
+    param: float | None = None,
+) -> DepthProfile:
     """Predicted log2 change of the forward std and the gradient std over ``depth`` layers.
 
     The stack is ``z_{l+1} = W f(z_l) + b``, equal widths, ``Var(W_ij) = sigma_w2 / width``,

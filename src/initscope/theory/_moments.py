@@ -43,8 +43,12 @@ class Moments:
     deriv_second: float
 
     def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "second": self.second, "variance": self.variance,
-                "deriv_second": self.deriv_second}
+        return {
+            "mean": self.mean,
+            "second": self.second,
+            "variance": self.variance,
+            "deriv_second": self.deriv_second,
+        }
 
 
 def _real(value: Any, what: str) -> float:
@@ -107,8 +111,13 @@ def _compute(act: Activation, q: float, mean: float) -> tuple[float, float, floa
             fx = _evaluate(act.f, x)
             dfx = _evaluate(act.df, x)
             ef = float(w @ fx)
-            out = (ef, float(w @ (fx * fx)), float(w @ np.square(fx - ef)), float(w @ (dfx * dfx)),
-                   float(w @ (t * fx * dfx)) / s)
+            out = (
+                ef,
+                float(w @ (fx * fx)),
+                float(w @ np.square(fx - ef)),
+                float(w @ (dfx * dfx)),
+                float(w @ (t * fx * dfx)) / s,
+            )
     except Exception as exc:  # any failure of a user's function: say which and where
         raise ValueError(
             f"activation {act.label()}: evaluating it for z ~ N({mean:g}, q={q:g}) failed: "
