@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
 
 from initscope.activations import Activation, resolve
+from initscope.activations import _as_float as _real
 
 GainMode = Literal["forward", "backward", "average"]
 
@@ -49,15 +49,6 @@ class Moments:
             "variance": self.variance,
             "deriv_second": self.deriv_second,
         }
-
-
-def _real(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what}: expected a real number, got {type(value).__name__}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{what}: expected a finite number, got {out}")
-    return out
 
 
 def _positive(value: Any, what: str) -> float:
