@@ -90,3 +90,17 @@ def test_python_m_initscope_gain_gelu():
     assert json.loads(done.stdout)["gain"]["forward"] == pytest.approx(
         theory.gain("gelu"), rel=1e-15
     )
+
+
+@pytest.mark.parametrize("text", ["64,x", "64,,784", "64,-1", "a,b", ""])
+def test_parse_shape_rejects_malformed_shapes(text: str) -> None:
+    from initscope.cli._common import CLIError, parse_shape
+
+    with pytest.raises(CLIError, match="--input-shape"):
+        parse_shape(text)
+
+
+def test_parse_shape_accepts_commas_and_x() -> None:
+    from initscope.cli._common import parse_shape
+
+    assert parse_shape("64,784") == parse_shape("64x784") == (64, 784)

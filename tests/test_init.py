@@ -330,7 +330,7 @@ def test_truncated_normal_reproducible():
 
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out", "fan_avg"])
 def test_variance_scaling_truncated_std_within_one_percent(mode):
-    t = torch.empty(1000, 100, 3, 3)  # fan_in 900, fan_out 9000: 9e5 samples
+    t = torch.empty(1000, 112, 3, 3)  # fan_in 1008, fan_out 9000: 1.008e6 samples
     init.variance_scaling_(t, 2.0, mode, generator=gen(4))
     target = math.sqrt(2.0 / fans(t).fan(mode))
     assert t.std().item() == pytest.approx(target, rel=0.01)
@@ -457,6 +457,8 @@ BAD_INPUT = [
     (init.trunc_normal_, (None,), {"a": 1.0, "b": -1.0}, ValueError, "a <= b"),
     (init.trunc_normal_, (None,), {"mean": math.nan}, ValueError, "mean must be finite"),
     (init.truncated_normal_, (None,), {"std": -1.0}, ValueError, "std must be > 0"),
+    (init.trunc_normal_, (None,), {"std": math.inf}, ValueError, "std must be > 0 and finite"),
+    (init.truncated_normal_, (None,), {"std": math.inf}, ValueError, "std must be > 0 and finite"),
     (init.truncated_normal_, (None,), {"lower": 2.0, "upper": 2.0}, ValueError, "lower < upper"),
     (init.sparse_, (None, 0.1), {"std": -1.0}, ValueError, "std must be >= 0"),
     (init.sparse_, (None, 1.0), {}, ValueError, "sparsity must be in \\[0, 1\\)"),
@@ -465,6 +467,7 @@ BAD_INPUT = [
     (init.variance_scaling_, (None,), {"mode": "fan_sum"}, ValueError, "mode must be one of"),
     (init.variance_scaling_, (None,), {"distribution": "gauss"}, ValueError, "distribution"),
     (init.variance_scaling_, (None,), {"scale": 0.0}, ValueError, "scale must be > 0"),
+    (init.variance_scaling_, (None,), {"scale": math.inf}, ValueError, "scale must be > 0 and"),
     (init.kaiming_normal_, (None,), {"nonlinearity": "no_such_act"}, ValueError, "no_such_act"),
     (init.kaiming_normal_, (None,), {"a": True}, ValueError, "negative_slope"),
     (init.xavier_normal_, (None,), {"fans": (3, 4)}, TypeError, "fans must be"),

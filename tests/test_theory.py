@@ -431,6 +431,79 @@ def test_guide_rows():
     assert set(rows["gelu"].to_dict()) >= {"activation", "scheme", "formula", "forward_gain"}
 
 
+# ----------------------------------------------------------------- depth scales
+
+
+@pytest.mark.parametrize("q", [0.5, 2.0])
+@pytest.mark.parametrize("c", [0.0, 0.3, 0.9, 0.999])
+def test_pair_expectation_closed_forms(q, c):
+    from initscope.activations import resolve
+    from initscope.theory._depthscales import _pair_expectation
+
+    sin, relu = resolve("sin"), resolve("relu")
+    arc = math.pi - math.acos(c)
+    for got, expected in [
+        (_pair_expectation(sin, q, c, False), math.exp(-q) * math.sinh(q * c)),
+        (_pair_expectation(sin, q, c, True), math.exp(-q) * math.cosh(q * c)),
+        (
+            _pair_expectation(relu, q, c, False),
+            q / (2 * math.pi) * (math.sqrt(1 - c * c) + arc * c),
+        ),
+        (_pair_expectation(relu, q, c, True), arc / (2 * math.pi)),  # arc-cosine kernels
+    ]:
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_depth_scales_ordered_phase():
+    ds = theory.depth_scales("relu", 1.5, 0.1)
+    assert ds.q_star == pytest.approx(0.1 / (1 - 0.75), rel=1e-12)
+    assert ds.c_star == 1.0 and ds.chi_c == ds.chi1 == pytest.approx(0.75, rel=1e-12)
+    assert ds.slope_q == pytest.approx(0.75, rel=1e-12)  # ReLU's map is linear: q -> 0.75 q + 0.1
+    assert ds.xi_q == pytest.approx(-1 / math.log(0.75), rel=1e-10)
+    assert ds.xi_c == pytest.approx(-1 / math.log(0.75), rel=1e-10)
+
+
+def test_depth_scales_slope_is_the_variance_maps_derivative():
+    ds = theory.depth_scales("tanh", 1.5, 0.05)
+    h = 1e-5
+    v = [theory.variance_map("tanh", ds.q_star + d, 1.5, 0.05) for d in (-h, h)]
+    assert ds.slope_q == pytest.approx((v[1] - v[0]) / (2 * h), rel=1e-7)
+    assert ds.xi_q == pytest.approx(-1 / math.log(ds.slope_q), rel=1e-12)
+    assert ds.chi1 == pytest.approx(theory.chi1("tanh", 1.5, 0.05), rel=1e-12) and ds.chi1 < 1
+
+
+def test_depth_scales_chaotic_phase_has_a_correlation_fixed_point():
+    ds = theory.depth_scales("tanh", 4.0, 0.05)
+    assert ds.chi1 > 1 and 0 < ds.c_star < 1 and ds.chi_c < 1
+    # c* is a fixed point of the correlation map: check it by an independent Monte-Carlo integral
+    gen = np.random.default_rng(0)
+    z1, z2 = gen.standard_normal((2, 2_000_000))
+    s, c = math.sqrt(ds.q_star), ds.c_star
+    u1, u2 = s * z1, s * (c * z1 + math.sqrt(1 - c * c) * z2)
+    mapped = (4.0 * np.mean(np.tanh(u1) * np.tanh(u2)) + 0.05) / ds.q_star
+    assert mapped == pytest.approx(c, abs=5e-3)
+    assert ds.xi_c == pytest.approx(-1 / math.log(ds.chi_c), rel=1e-12)
+    odd = theory.depth_scales("sin", 4.0, 0.0, q0=2.0)  # odd f, no bias: c* = 0
+    assert odd.c_star == 0.0
+    assert odd.chi_c == pytest.approx(4.0 * math.exp(-odd.q_star), rel=1e-9)  # 4 E[cos u]^2
+
+
+def test_depth_scale_xi_c_diverges_at_the_edge_of_chaos():
+    w = theory.critical_sigma_w2("tanh", 0.05)
+    assert theory.depth_scales("tanh", w, 0.05).xi_c > 1e6
+    below, above = (theory.depth_scales("tanh", w * f, 0.05).xi_c for f in (0.97, 1.03))
+    assert 10 < below < 1e6 and 10 < above < 1e6
+
+
+def test_depth_scales_need_a_finite_fixed_point():
+    with pytest.raises(ValueError, match="finite q"):
+        theory.depth_scales("relu", 2.5, 0.1)
+    with pytest.raises(ValueError, match="finite q"):
+        theory.depth_scales("tanh", 0.5, 0.0)
+    with pytest.raises(ValueError, match="sigma_b2"):
+        theory.depth_scales("tanh", 1.0, -0.1)
+
+
 # ----------------------------------------------------------------- bad input
 
 

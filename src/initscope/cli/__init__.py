@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from initscope.cli._common import CLIError
@@ -37,8 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (CLIError, ValueError, TypeError) as exc:
-        print(f"initscope {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = int(args.func(args) or 0)
+        except (CLIError, ValueError, TypeError) as exc:
+            print(f"initscope {args.command}: error: {exc}", file=sys.stderr)
+            code = 2
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+            return 0
+    for warning in caught:
+        print(f"initscope {args.command}: warning: {warning.message}", file=sys.stderr)
+    return code

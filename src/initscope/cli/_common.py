@@ -15,7 +15,7 @@ class CLIError(Exception):
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """Parse ``"64,784"`` (or ``"64x784"``) into ``(64, 784)``."""
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
