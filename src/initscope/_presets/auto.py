@@ -15,6 +15,7 @@ from initscope._presets.base import (
     _MATRIX_KINDS,
     DEEP_STACK,
     GUIDE_CRITICAL,
+    NOT_SHARED,
     Q_LADDER,
     Base,
     _bias_param,
@@ -88,23 +89,11 @@ class AutoPresets(Base):
         return self._guided(layer, name, exact=False)
 
     def _guided(self, layer: Layer, name: str, exact: bool) -> Any:
-        kind = layer.kind
-        if kind == "norm":
-            return self._norm(layer, name, scaled_ends=True)
-        if kind == "embedding":
-            return self._embedding(layer, name)
-        if kind == "recurrent":
-            return self._recurrent(layer, name, "xavier_normal", "orthogonal", forget_bias=True)
-        if kind == "activation":
-            return self._prelu(layer, name)
-        if layer.kind == "attention" and name in ("bias_k", "bias_v"):
-            return choice(
-                layer,
-                name,
-                "xavier_normal",
-                fans=None,
-                why="attention bias_k/bias_v: Xavier normal, as torch",
-            )
+        shared = self._shared(
+            layer, name, scaled_ends=True, recurrent=("xavier_normal", "orthogonal", True)
+        )
+        if shared is not NOT_SHARED:
+            return shared
         if _bias_param(layer, name):
             if exact and self.deep_plain(layer):
                 cp, _ = _critical(layer.activation)

@@ -20,6 +20,9 @@ Q_LADDER = (1.0, 2.0, 0.5, 4.0, 0.25, 8.0, 0.125, 16.0, 0.0625)
 """Fixed points tried, nearest to q = 1 first, for a stable critical point (beyond 16 bounded
 activations saturate: sigmoid's first stable one is at q* = 64, with sigma_w^2 = 122)."""
 
+NOT_SHARED = object()
+"""Sentinel of :meth:`_shared`: the parameter is not one every preset treats alike."""
+
 _MATRIX_KINDS = frozenset({"linear", "conv", "conv_transpose", "bilinear", "attention"})
 _MHA_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 _RNN = re.compile(r"(weight|bias)_(ih|hh|hr)(_l\d+(_reverse)?)?")
@@ -281,17 +284,23 @@ class Base:
 
     # ------------------------------------------------------------------ literal presets
 
-    def _literal(self, layer: Layer, name: str, scheme: str) -> Any:
+    def _shared(
+        self, layer: Layer, name: str, *, scaled_ends: bool, recurrent: tuple[str, str, bool]
+    ) -> Any:
+        """The choices every preset makes alike: norms, embeddings, recurrent weights (input
+        scheme, recurrent scheme, forget-gate bias 1), PReLU slopes, attention bias_k/bias_v.
+        ``NOT_SHARED`` when the parameter is none of these."""
         kind = layer.kind
         if kind == "norm":
-            return self._norm(layer, name, scaled_ends=False)
+            return self._norm(layer, name, scaled_ends=scaled_ends)
         if kind == "embedding":
             return self._embedding(layer, name)
         if kind == "recurrent":
-            return self._recurrent(layer, name, scheme, scheme, forget_bias=False)
+            ih, hh, forget_bias = recurrent
+            return self._recurrent(layer, name, ih, hh, forget_bias=forget_bias)
         if kind == "activation":
             return self._prelu(layer, name)
-        if layer.kind == "attention" and name in ("bias_k", "bias_v"):
+        if kind == "attention" and name in ("bias_k", "bias_v"):
             return choice(
                 layer,
                 name,
@@ -299,6 +308,12 @@ class Base:
                 fans=None,
                 why="attention bias_k/bias_v: Xavier normal, as torch",
             )
+        return NOT_SHARED
+
+    def _literal(self, layer: Layer, name: str, scheme: str) -> Any:
+        shared = self._shared(layer, name, scaled_ends=False, recurrent=(scheme, scheme, False))
+        if shared is not NOT_SHARED:
+            return shared
         if _bias_param(layer, name):
             return self._zero_bias(layer, name)
         if _weight_param(layer, name):
