@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from initscope.lsuv import lsuv
+from initscope.calibration import lsuv
 
 TOL = 0.1
 REQUIRED = {False: 20.0, True: 8.0}  # speed-up required at 50 layers, orthogonal off / on

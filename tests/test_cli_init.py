@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from initscope.cli import main
-from initscope.plan import Plan
+from initscope.policy import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "initialize_models.py"

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from initscope import theory
-from initscope.diagnose import diagnose
+from initscope import diagnose
 from initscope.report import Report
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import initscope
-from initscope.fans import Fans, fans
+from initscope import Fans, fans
 
 
 @pytest.mark.parametrize(

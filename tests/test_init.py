@@ -11,8 +11,8 @@ from torch import nn
 
 import initscope
 from initscope import init
-from initscope._sampling import truncated_std
-from initscope.fans import Fans, fans
+from initscope.init._sampling import truncated_std
+from initscope import Fans, fans
 
 DROP_INS = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",

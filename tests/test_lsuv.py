@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from initscope import init as iinit
-from initscope.lsuv import LSUVResult, lsuv
+from initscope.calibration import LSUVResult, lsuv
 
 
 @pytest.fixture(autouse=True)

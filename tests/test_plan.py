@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import initscope
-from initscope.plan import Plan
+from initscope.policy import Plan
 
 plan_module = importlib.import_module("initscope.plan")
 policy_module = importlib.import_module("initscope.policy")

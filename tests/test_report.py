@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from initscope.diagnose import diagnose
+from initscope import diagnose
 from initscope.report import LayerStats, Report, compare
 
 ROOT = Path(__file__).resolve().parents[1]

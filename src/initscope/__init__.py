@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 from initscope import init
 from initscope.activations import Activation, resolve
 from initscope.activations import resolve as resolve_activation
-from initscope.diagnose import diagnose
-from initscope.fans import Fans, fans
+from initscope.diagnostics._run import diagnose
+from initscope.init._fans import Fans, fans
 from initscope.graph import Layer, inspect_model
 from initscope.init import (
     SCHEMES,
@@ -37,8 +37,8 @@ from initscope.init import (
     xavier_uniform_,
     zeros_,
 )
-from initscope.lsuv import LSUVResult, lsuv
-from initscope.plan import Plan, initialize, plan
+from initscope.calibration._lsuv import LSUVResult, lsuv
+from initscope.policy._plan import Plan, initialize, plan
 from initscope.policy import PRESETS, Choice
 from initscope.report import LayerStats, Report, compare
 from initscope.theory import (
@@ -126,3 +126,43 @@ __all__ = [
     "initialize",
     "PRESETS",
 ]
+
+
+def _deprecated_module_paths() -> None:
+    """One-release shims: ``from initscope.plan import Plan`` (and ``.fans``, ``.lsuv``,
+    ``.diagnose``) keeps working with a ``DeprecationWarning``. These names are functions of
+    the package; the modules now live in ``initscope.policy``, ``initscope.init``,
+    ``initscope.calibration`` and ``initscope.diagnostics``."""
+    import importlib
+    import sys
+    import types
+    import warnings
+
+    moved = {
+        "fans": "initscope.init._fans",
+        "plan": "initscope.policy",
+        "lsuv": "initscope.calibration",
+        "diagnose": "initscope.diagnostics",
+    }
+    public = {"fans": "initscope", "plan": "initscope.policy", "lsuv": "initscope.calibration",
+              "diagnose": "initscope.diagnostics"}  # fmt: skip
+    for old, target in moved.items():
+        name = f"initscope.{old}"
+
+        def __getattr__(attr: str, _name: str = name, _target: str = target, _old: str = old):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            warnings.warn(
+                f"importing from {_name} is deprecated and will stop working in initscope 0.3: "
+                f"import from {public[_old]} (initscope.{_old} is the function)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(importlib.import_module(_target), attr)
+
+        shim = types.ModuleType(name, f"Deprecated path; use {public[old]}.")
+        shim.__getattr__ = __getattr__  # type: ignore[method-assign]
+        sys.modules.setdefault(name, shim)
+
+
+_deprecated_module_paths()

@@ -85,14 +85,14 @@ def _rules(items: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initscope.plan import plan
+    from initscope.policy._plan import plan
 
     rules = _rules(args.rule)
     torch.manual_seed(args.seed)  # layers the factory builds draw from torch's default RNG
     model = build_model(args.model)
     example = None
     if args.input_shape is not None:
-        from initscope.diagnose import _example_input
+        from initscope.diagnostics._run import _example_input
 
         generator = torch.Generator().manual_seed(args.seed)
         example = _example_input(model, parse_shape(args.input_shape), generator)

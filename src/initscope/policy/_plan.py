@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initscope.fans import Fans, fans
+from initscope.init._fans import Fans, fans
 from initscope.graph import inspect_model
 from initscope.init import get_scheme
-from initscope.policy import PRESETS, Choice, Rule, check_preset, choose
+from initscope.policy._rules import PRESETS, Choice, Rule, check_preset, choose
 
 __all__ = ["Entry", "Plan", "initialize", "plan"]
 
@@ -274,7 +274,7 @@ class Plan:
                     for c in e.choices:
                         c.apply(params[e.path], generator)
             if self.needs_data:
-                from initscope.lsuv import lsuv
+                from initscope.calibration._lsuv import lsuv
 
                 self.lsuv_result = lsuv(model, data, generator=generator)
         except BaseException:

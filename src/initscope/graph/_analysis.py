@@ -14,7 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from initscope import _graph_build as gb
+from initscope.graph import _build as gb
 from initscope.activations import Activation, from_function, from_module
 
 LayerKind = Literal[

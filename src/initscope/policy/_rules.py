@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from initscope._choice import Choice, accepted, applicable, choice, scheme_name
+from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
 from initscope.graph import Layer
 
 __all__ = ["PRESETS", "Choice", "Preset", "Rule", "choice", "choose", "check_preset"]
@@ -221,7 +221,7 @@ def choose(
 ) -> list[Decision]:
     """Decide every parameter of ``model``: custom rules first, then ``zero_init_residual``,
     then the preset. Warns for rule selectors that match nothing and for untouched parameters."""
-    from initscope import _presets
+    from initscope.policy import presets as _presets
 
     preset = check_preset(preset)
     compiled = compile_rules(rules)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from initscope.report import (
+from initscope.report._report import (
     DEAD_LIMIT,
     DEPTH_MIN,
     LOG2_LIMIT,

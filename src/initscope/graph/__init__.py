@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from torch import nn
 
-from initscope import _graph_build as gb
-from initscope._graph_analysis import LayerKind, NormKind, analyze, layer_kind, norm_kind
+from initscope.graph import _build as gb
+from initscope.graph._analysis import LayerKind, NormKind, analyze, layer_kind, norm_kind
 from initscope.activations import Activation
 
 __all__ = ["Layer", "LayerKind", "NormKind", "inspect_model", "layer_kind", "norm_kind"]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from initscope._diagnose_hooks import (
+from initscope.diagnostics._hooks import (
     CONV,
     EMBEDDING,
     NORM,

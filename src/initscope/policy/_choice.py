@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from initscope.fans import Fans, fans
+from initscope.init._fans import Fans, fans
 from initscope.graph import Layer
 from initscope.init import SCHEMES, calculate_gain, get_scheme
 
@@ -175,7 +175,7 @@ def _std_formula(
         a, b = float(p.get("a", 0.0)), float(p.get("b", 1.0))
         return (b - a) / math.sqrt(12), f"U({num(a)}, {num(b)})"
     if scheme == "trunc_normal":
-        from initscope._sampling import truncated_std
+        from initscope.init._sampling import truncated_std
 
         mean, s = float(p.get("mean", 0.0)), float(p.get("std", 1.0))
         a, b = float(p.get("a", -2.0)), float(p.get("b", 2.0))

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from initscope._diagnose_hooks import CONV, TRANSPOSED, Call, Spec
-from initscope.fans import Fans, fans
+from initscope.diagnostics._hooks import CONV, TRANSPOSED, Call, Spec
+from initscope.init._fans import Fans, fans
 from initscope.theory import Moments, moments
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from torch import nn
 
 from initscope import theory
-from initscope._choice import Choice, choice, layout_fans, num
-from initscope._presets.base import (
+from initscope.policy._choice import Choice, choice, layout_fans, num
+from initscope.policy.presets.base import (
     _MATRIX_KINDS,
     DEEP_STACK,
     GUIDE_CRITICAL,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from initscope._diagnose_hooks import (
+from initscope.diagnostics._hooks import (
     DEAD,
     GRAD_L2,
     GRAD_MEAN,
@@ -37,10 +37,10 @@ from initscope._diagnose_hooks import (
     moments_into,
     saturation_thresholds,
 )
-from initscope._diagnose_inputs import Inputs, forward, synthetic_input, validate
-from initscope._diagnose_inputs import objective as objective_of
-from initscope._diagnose_rows import layer_rows
-from initscope.report import Report
+from initscope.diagnostics._inputs import Inputs, forward, synthetic_input, validate
+from initscope.diagnostics._inputs import objective as objective_of
+from initscope.diagnostics._rows import layer_rows
+from initscope.report._report import Report
 
 __all__ = ["diagnose"]
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initscope._activation_table import ALIASES, POSITIVE_PARAMS, REGISTRY, clip_parts
+from initscope.activations._table import ALIASES, POSITIVE_PARAMS, REGISTRY, clip_parts
 
 __all__ = ["Activation", "resolve", "from_module", "from_function", "names", "torch_gain"]
 

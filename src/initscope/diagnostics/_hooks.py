@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from initscope.activations import Activation, from_module
-from initscope.report import SATURATION_MARGIN
+from initscope.report._report import SATURATION_MARGIN
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from initscope import theory
-from initscope._choice import Choice, choice, num
+from initscope.policy._choice import Choice, choice, num
 from initscope.graph import Layer, norm_kind
 
 DEEP_STACK = 8

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from initscope._sampling import (
+from initscope.init._sampling import (
     check_choice,
     check_tensor,
     fill_truncated_normal_,
@@ -35,7 +35,7 @@ from initscope._sampling import (
     truncated_std,
     warn_if_empty,
 )
-from initscope.fans import FanMode, Fans
+from initscope.init._fans import FanMode, Fans
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",

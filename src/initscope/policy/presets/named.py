@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from initscope._choice import Choice, choice, num
-from initscope._presets.base import _MATRIX_KINDS, _MHA_WEIGHTS, Base, _bias_param, _weight_param
+from initscope.policy._choice import Choice, choice, num
+from initscope.policy.presets.base import _MATRIX_KINDS, _MHA_WEIGHTS, Base, _bias_param, _weight_param
 from initscope.graph import Layer
 
 GPT2_STD = 0.02

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from initscope.fans import Fans
+    from initscope.init._fans import Fans
 
 Verdict = Literal["healthy", "exploding", "vanishing", "dead", "saturated", "symmetric"]
 Kind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
@@ -237,25 +237,25 @@ class Report:
         Log2 scale. ``ax``: a pair of Axes (forward, backward), one Axes (both on it), or None for a
         new two-panel figure. Saves to ``path`` when given. Returns the Figure.
         """
-        from initscope._report_views import plot_reports
+        from initscope.report.views import plot_reports
 
         return plot_reports([self], [None], path=path, ax=ax)
 
     def to_html(self, path: str | Path) -> Path:
         """Write one self-contained HTML file (summary, the plot as an inline PNG, the table)."""
-        from initscope._report_views import html_report
+        from initscope.report.views import html_report
 
         out = Path(path)
         out.write_text(html_report(self), encoding="utf-8")
         return out
 
     def __rich__(self) -> Any:
-        from initscope._report_views import rich_report
+        from initscope.report.views import rich_report
 
         return rich_report(self)
 
     def __str__(self) -> str:
-        from initscope._report_views import text_report
+        from initscope.report.views import text_report
 
         return text_report(self)
 
@@ -284,7 +284,7 @@ def compare(
         raise ValueError(
             f"labels: expected {len(reports)} labels (one per report), got {len(labels)}"
         )
-    from initscope._report_views import plot_reports
+    from initscope.report.views import plot_reports
 
     return plot_reports(list(reports), list(labels), path=path, ax=None)
 

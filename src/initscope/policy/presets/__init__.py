@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from initscope._presets.auto import AutoPresets
-from initscope._presets.named import NamedPresets
+from initscope.policy.presets.auto import AutoPresets
+from initscope.policy.presets.named import NamedPresets
 from initscope.graph import Layer
 
 __all__ = ["Context"]

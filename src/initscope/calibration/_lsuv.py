@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from initscope import _lsuv_helpers as H
+from initscope.calibration import _lsuv_helpers as H
 
 __all__ = ["LSUVLayer", "LSUVResult", "lsuv"]
 

@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from initscope.fans import Fans, fans
+from initscope.init._fans import Fans, fans
 
 _CHUNK = 1 << 16
 _MIN_REJECTION_MASS = 0.3
