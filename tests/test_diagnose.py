@@ -544,3 +544,18 @@ def test_report_is_a_report():
     assert isinstance(report, Report)
     assert report.layers[0].path == "Linear"
     assert report.forward_log2 == 0.0
+
+
+def test_linear_cka_known_values() -> None:
+    from initscope.diagnostics import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    assert linear_cka(x, 2.5 * x @ q) == pytest.approx(1.0, abs=1e-12)  # orthogonal + scale
+    # independent features: CKA ~ p q / n-ish, small
+    assert linear_cka(x, torch.randn(2000, 16, generator=g)) < 0.02
+    with pytest.raises(ValueError, match="constant"):
+        linear_cka(x, torch.ones(2000, 3))
+    with pytest.raises(ValueError, match="same examples"):
+        linear_cka(x, x[:10])
