@@ -5,7 +5,7 @@ delta-orthogonal), exact Gaussian-moment theory for any activation, an explained
 policy, LSUV and diagnostics.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from initscope import init
 from initscope.activations import Activation, resolve
