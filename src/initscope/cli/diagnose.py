@@ -85,7 +85,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initscope.diagnostics._run import _example_input, diagnose
+    from initscope.diagnostics import diagnose
+    from initscope.diagnostics._run import _example_input
 
     init_kwargs = _parse_kwargs(args.init_arg)
     if init_kwargs and not args.init:

@@ -85,7 +85,7 @@ def _rules(items: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initscope.policy._plan import plan
+    from initscope.policy import plan
 
     rules = _rules(args.rule)
     torch.manual_seed(args.seed)  # layers the factory builds draw from torch's default RNG
