@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from initscope.cli._common import CLIError, build_model, parse_shape
+from initscope.cli._common import CLIError, build_model, check_output, parse_shape, user_code
 
 _INIT_TARGETS = (
     nn.Linear,
@@ -88,30 +88,44 @@ def run(args: argparse.Namespace) -> int:
     from initscope.diagnostics import diagnose
     from initscope.diagnostics._run import _example_input
 
-    init_kwargs = _parse_kwargs(args.init_arg)
-    if init_kwargs and not args.init:
+    init_args = _parse_kwargs(args.init_arg)
+    if init_args and not args.init:
         raise CLIError("--init-arg: given without --init")
     shape = parse_shape(args.input_shape)
+    # Outputs are checked before the work, so that a bad path does not cost the whole pass.
+    html = check_output("--html", args.html) if args.html else None
+    plot = check_output("--plot", args.plot, _plot_formats()) if args.plot else None
     torch.manual_seed(args.seed)  # the factory's default-initialized layers draw from torch's RNG
     model = build_model(args.model)
     generator = torch.Generator().manual_seed(args.seed)
     if args.eval:
         model.eval()
-    inputs = _example_input(model, shape, generator)
-    if args.init:
-        _initialize(model, args.init, init_kwargs, inputs, generator)
-    report = diagnose(model, inputs, generator=generator)
+    with user_code(f"the model, on a synthetic batch of shape {shape},"):
+        inputs = _example_input(model, shape, generator)
+        if args.init:
+            _initialize(model, args.init, init_args, inputs, generator)
+        report = diagnose(model, inputs, generator=generator)
     report.meta["input"] = f"synthetic {tuple(inputs.shape)}"
     if args.json:
         print(report.to_json())
     else:
         _print_table(report)
-    if args.html:
-        print(f"wrote {report.to_html(args.html)}", file=sys.stderr)
-    if args.plot:
-        report.plot(args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+    try:
+        if html is not None:
+            print(f"wrote {report.to_html(html)}", file=sys.stderr)
+        if plot is not None:
+            report.plot(plot)
+            print(f"wrote {plot}", file=sys.stderr)
+    except OSError as exc:
+        raise CLIError(f"cannot write {exc.filename}: {exc.strerror}") from None
     return 0
+
+
+def _plot_formats() -> tuple[str, ...]:
+    """The file extensions matplotlib can save to (png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return tuple(sorted(FigureCanvasAgg.get_supported_filetypes()))
 
 
 def _print_table(report: Any) -> None:
@@ -124,13 +138,51 @@ def _print_table(report: Any) -> None:
         print(report)
 
 
-def _parse_kwargs(items: list[str]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
+def _parse_kwargs(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items as texts; :func:`_scheme_kwargs` converts them for the scheme."""
+    kwargs: dict[str, str] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.isidentifier():
             raise CLIError(f"--init-arg: expected KEY=VALUE, got {item!r}")
-        kwargs[key] = _parse_value(text)
+        kwargs[key] = text
+    return kwargs
+
+
+# Arguments of a scheme that a command line cannot give (objects, not text).
+_NOT_FROM_CLI = ("generator", "fans")
+# Annotations (as strings: the schemes use postponed evaluation) that take numbers.
+_NUMBERS: dict[str, type] = {"float": float, "int": int}
+
+
+def _scheme_kwargs(name: str, scheme: Any, texts: dict[str, str]) -> dict[str, Any]:
+    """Check ``--init-arg`` against the scheme's signature and convert each value: a number
+    where the scheme takes a number, else an int, a float or the text, as written."""
+    params = list(inspect.signature(scheme).parameters.values())[1:]  # after the tensor
+    settable = {
+        p.name: p
+        for p in params
+        if p.name not in _NOT_FROM_CLI and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    kwargs: dict[str, Any] = {}
+    for key, text in texts.items():
+        if key not in settable:
+            takes = ", ".join(settable) or "no arguments"
+            raise CLIError(f"--init-arg {key}: the scheme {name!r} takes {takes}")
+        annotation = settable[key].annotation
+        cast = _NUMBERS.get(annotation if isinstance(annotation, str) else "")
+        if cast is not None:
+            try:
+                kwargs[key] = cast(text)
+            except ValueError:
+                kind = "an integer" if cast is int else "a number"
+                raise CLIError(f"--init-arg {key}={text}: {name}'s {key} is {kind}") from None
+        else:
+            kwargs[key] = _parse_value(text)
+    missing = [k for k, p in settable.items() if p.default is p.empty and k not in kwargs]
+    if missing:
+        needed = " ".join(f"--init-arg {k}=VALUE" for k in missing)
+        raise CLIError(f"--init {name}: needs {needed}")
     return kwargs
 
 
@@ -154,13 +206,13 @@ def _policy_presets() -> tuple[str, ...]:
 def _initialize(
     model: nn.Module,
     name: str,
-    kwargs: dict[str, Any],
+    init_args: dict[str, str],
     inputs: torch.Tensor,
     generator: torch.Generator,
 ) -> None:
     presets = _policy_presets()
     if name in presets:
-        if kwargs:
+        if init_args:
             raise CLIError(f"--init-arg: the policy preset {name!r} takes no arguments")
         import initscope
 
@@ -173,17 +225,13 @@ def _initialize(
     except ValueError as exc:
         extra = f"; policy presets: {', '.join(presets)}" if presets else ""
         raise CLIError(f"--init: {exc}{extra}") from None
+    kwargs = _scheme_kwargs(name, scheme, init_args)
     if "generator" in inspect.signature(scheme).parameters:
-        kwargs = {**kwargs, "generator": generator}
+        kwargs["generator"] = generator
     targets = [m for m in model.modules() if isinstance(m, _INIT_TARGETS)]
     if not targets:
         raise CLIError(f"--init {name}: the model has no Linear, Conv* or ConvTranspose* layer")
     for module in targets:
-        try:
-            scheme(module.weight, **kwargs)
-        except TypeError as exc:
-            raise CLIError(
-                f"--init {name}: {exc}; pass its arguments with --init-arg KEY=VALUE"
-            ) from None
+        scheme(module.weight, **kwargs)
         if module.bias is not None:
             zeros_(module.bias)

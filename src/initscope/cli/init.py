@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-from initscope.cli._common import CLIError, build_model, parse_shape
+from initscope.cli._common import (
+    CLIError,
+    build_model,
+    check_batch,
+    check_output,
+    parse_shape,
+    user_code,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -88,24 +95,30 @@ def run(args: argparse.Namespace) -> int:
     from initscope.policy import plan
 
     rules = _rules(args.rule)
+    shape = parse_shape(args.input_shape) if args.input_shape is not None else None
+    if shape is None and args.preset == "lsuv":
+        raise CLIError("--preset lsuv: give --input-shape, the batch LSUV calibrates on")
+    save = check_output("--save-plan", args.save_plan) if args.save_plan else None
     torch.manual_seed(args.seed)  # layers the factory builds draw from torch's default RNG
     model = build_model(args.model)
     example = None
-    if args.input_shape is not None:
+    if shape is not None:
         from initscope.diagnostics._run import _example_input
 
         generator = torch.Generator().manual_seed(args.seed)
-        example = _example_input(model, parse_shape(args.input_shape), generator)
-    elif args.preset == "lsuv":
-        raise CLIError("--preset lsuv: give --input-shape, the batch LSUV calibrates on")
+        with user_code(f"the model, on a synthetic batch of shape {shape},"):
+            example = _example_input(model, shape, generator)
+        # The plan may not run the batch (torch.fx traces without it): check that it fits now.
+        check_batch(model, example, f"--input-shape {args.input_shape}")
     try:
-        p = plan(
-            model,
-            args.preset,
-            example_input=example,
-            rules=rules,
-            zero_init_residual=args.zero_init_residual,
-        )
+        with user_code("the model"):
+            p = plan(
+                model,
+                args.preset,
+                example_input=example,
+                rules=rules,
+                zero_init_residual=args.zero_init_residual,
+            )
     except ValueError as exc:
         if example is None and "example_input" in str(exc):
             raise CLIError(
@@ -113,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
                 "recorded through the model"
             ) from None
         raise
-    if args.save_plan:
-        p.to_json(args.save_plan)
-        print(f"wrote {args.save_plan}", file=sys.stderr)
+    if save is not None:
+        try:
+            p.to_json(save)
+        except OSError as exc:
+            raise CLIError(f"--save-plan: cannot write {save}: {exc.strerror}") from None
+        print(f"wrote {save}", file=sys.stderr)
     if args.json:
         print(p.to_json())
         return 0
