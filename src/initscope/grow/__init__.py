@@ -6,8 +6,9 @@ al. 2022) add units or layers in place so that the grown model computes the same
 model's plan. See ``docs/warm_start.md``.
 """
 
+from initscope.grow._deepen import Residual, deepen
 from initscope.grow._result import Growth
 from initscope.grow._trace import GrowthError
 from initscope.grow._widen import widen
 
-__all__ = ["Growth", "GrowthError", "widen"]
+__all__ = ["Growth", "GrowthError", "Residual", "deepen", "widen"]

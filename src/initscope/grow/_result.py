@@ -48,7 +48,7 @@ class Growth:
         if self.op == "widen":
             head = f"widen {self.target!r}: {self.old_width} -> {self.new_width} units"
         else:
-            head = f"deepen after {self.target!r}: a {self.block} block of width {self.new_width}"
+            head = f"deepen after {self.target!r}: {self.block} block, width {self.new_width}"
         lines = [head]
         lines += [f"  {p}: {what}" for p, what in self.changed]
         lines += [f"  + {p}" for p in self.added]

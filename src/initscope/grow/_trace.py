@@ -94,8 +94,32 @@ def graph_nodes(model: nn.Module, example_input: Any) -> list[gb.Node]:
     return gb.from_recording(model, example_input)
 
 
+def is_transposed_linear(m: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2): a Linear that stores its weight as ``(in, out)``."""
+    w = getattr(m, "weight", None)
+    return (
+        type(m).__name__ == "Conv1D"
+        and isinstance(getattr(m, "nf", None), int)
+        and isinstance(w, torch.Tensor)
+        and w.dim() == 2
+        and w.shape[1] == m.nf
+    )
+
+
+def in_width(m: nn.Module) -> int:
+    """Input features of a Linear, Conv or transposed Linear."""
+    if isinstance(m, nn.Linear):
+        return m.in_features
+    if is_transposed_linear(m):
+        return int(m.weight.shape[0])
+    return m.in_channels
+
+
 def out_width(module: nn.Module) -> int | None:
-    """Output units of a layer that can be widened (Linear, Conv, Embedding), else ``None``."""
+    """Output units of a layer that can be widened (Linear, Conv, Embedding, Hugging Face's
+    ``Conv1D``), else ``None``."""
+    if is_transposed_linear(module):
+        return int(module.nf)
     if isinstance(module, nn.Linear):
         return module.out_features
     if isinstance(module, _ConvNd) and not isinstance(module, _ConvTransposeNd):
@@ -106,7 +130,7 @@ def out_width(module: nn.Module) -> int | None:
 
 
 def _is_weight(m: nn.Module) -> bool:
-    return isinstance(m, nn.Linear) or (
+    return isinstance(m, nn.Linear) or is_transposed_linear(m) or (
         isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd)
     )
 
@@ -208,7 +232,7 @@ def trace_units(model: nn.Module, nodes: list[gb.Node], path: str) -> Units:
     def add_consumer(m: nn.Module, block: int) -> None:
         if isinstance(m, _ConvNd) and m.groups != 1:
             raise w.fail(f"{paths[id(m)]!r} is a grouped convolution (groups={m.groups})")
-        fan = m.in_features if isinstance(m, nn.Linear) else m.in_channels
+        fan = in_width(m)
         if fan != width * block:
             raise w.fail(f"{paths[id(m)]!r} reads {fan} inputs, not {width} units x {block}")
         if consumers.setdefault(id(m), block) != block:

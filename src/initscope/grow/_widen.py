@@ -14,7 +14,14 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from initscope.grow._result import Growth
-from initscope.grow._trace import GrowthError, Units, graph_nodes, out_width, trace_units
+from initscope.grow._trace import (
+    GrowthError,
+    Units,
+    graph_nodes,
+    is_transposed_linear,
+    out_width,
+    trace_units,
+)
 
 __all__ = ["widen"]
 
@@ -83,7 +90,8 @@ def run_outputs(model: nn.Module, example_input: Any) -> list[torch.Tensor]:
         for m, mode in modes:
             m.training = mode
     leaves = out.to_tuple() if hasattr(out, "to_tuple") else out
-    return [t for t in tree_flatten(leaves)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    flat = tree_flatten(leaves)[0]
+    return [t for t in flat if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
 def relative_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> float:
@@ -276,6 +284,13 @@ def widen(
             if isinstance(m, nn.Embedding):
                 new = _rows(new, 1, g)
                 notes.append("columns copied")
+            elif is_transposed_linear(m):  # weight (in, out), bias (out)
+                if producer:
+                    new = _rows(new, new.dim() - 1, g)
+                    notes.append("output units copied")
+                if block is not None and name == "weight":
+                    new = _rows(new, 0, g) / counts[g].to(new.dtype)[:, None]
+                    notes.append("input rows copied and split 1/c")
             elif path in units.channel_norms or path in units.feature_norms:
                 new = _rows(new, 0, g)
                 notes.append("copied per unit")
@@ -294,9 +309,13 @@ def widen(
                 continue
             if producer and name == "weight" and path == layer_path and noise > 0:
                 s = std if std is not None else float(t.detach().float().std())
-                eps = torch.randn(new[n:].shape, generator=generator, dtype=new.dtype)
+                rows = new[:, n:].T if is_transposed_linear(m) else new[n:]
+                eps = torch.randn(rows.shape, generator=generator, dtype=new.dtype)
                 new = new.clone()
-                new[n:] += noise * s * eps.to(new.device)
+                if is_transposed_linear(m):
+                    new[:, n:] += noise * s * eps.T.to(new.device)
+                else:
+                    new[n:] += noise * s * eps.to(new.device)
                 notes.append(f"noise {noise:g} x std {s:.3g} on the new rows")
             if name in m._parameters:
                 writer.param(m, name, new)
@@ -318,7 +337,12 @@ def widen(
 
 def _resize_attrs(writer: Writer, m: nn.Module, path: str, units: Units, width: int) -> None:
     block = units.consumers.get(path)
-    if isinstance(m, nn.Linear):
+    if is_transposed_linear(m):
+        if path in units.producers:
+            writer.attr(m, "nf", width)
+        if block is not None and hasattr(m, "nx"):
+            writer.attr(m, "nx", width)
+    elif isinstance(m, nn.Linear):
         if path in units.producers:
             writer.attr(m, "out_features", width)
         if block is not None:
