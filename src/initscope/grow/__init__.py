@@ -8,7 +8,8 @@ model's plan. See ``docs/warm_start.md``.
 
 from initscope.grow._deepen import Residual, deepen
 from initscope.grow._result import Growth
+from initscope.grow._shrink import shrink_perturb
 from initscope.grow._trace import GrowthError
 from initscope.grow._widen import widen
 
-__all__ = ["Growth", "GrowthError", "Residual", "deepen", "widen"]
+__all__ = ["Growth", "GrowthError", "Residual", "deepen", "shrink_perturb", "widen"]

@@ -130,8 +130,10 @@ def out_width(module: nn.Module) -> int | None:
 
 
 def _is_weight(m: nn.Module) -> bool:
-    return isinstance(m, nn.Linear) or is_transposed_linear(m) or (
-        isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd)
+    return (
+        isinstance(m, nn.Linear)
+        or is_transposed_linear(m)
+        or (isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd))
     )
 
 
@@ -182,8 +184,10 @@ class _Walk:
         return GrowthError(f"cannot widen {self.start!r}: {what}")
 
     def where(self, n: gb.Node) -> str:
-        return f"module {n.name!r} ({type(n.module).__name__})" if n.op == "module" else (
-            f"op {n.name!r}"
+        return (
+            f"module {n.name!r} ({type(n.module).__name__})"
+            if n.op == "module"
+            else (f"op {n.name!r}")
         )
 
     def carry(self, i: int, axis: str) -> None:
@@ -192,9 +196,7 @@ class _Walk:
             self.axis[i] = axis
             self.stack.append(i)
         elif old != axis:
-            raise self.fail(
-                f"the units reach {self.where(self.nodes[i])} along two different dims"
-            )
+            raise self.fail(f"the units reach {self.where(self.nodes[i])} along two different dims")
 
 
 def trace_units(model: nn.Module, nodes: list[gb.Node], path: str) -> Units:
@@ -323,8 +325,10 @@ def _passes(w: _Walk, n: gb.Node, ax: str) -> str | None:
         dims = _arg(n, 1, "dim", None)
         dims = (dims,) if isinstance(dims, int) else dims
         # spatial dims of an (N, C, ...) map: 2, 3, ... or -1, -2
-        ok = isinstance(dims, (tuple, list)) and len(dims) > 0 and all(
-            isinstance(d, int) and (d >= 2 or d in (-1, -2)) for d in dims
+        ok = (
+            isinstance(dims, (tuple, list))
+            and len(dims) > 0
+            and all(isinstance(d, int) and (d >= 2 or d in (-1, -2)) for d in dims)
         )
         return ax if ok else None
     if from_function(n.fn, n.args, n.kwargs) is not None:
@@ -403,8 +407,6 @@ def _backward(w, n: gb.Node, ax: str, add_producer, norms: set, width: int) -> N
                 w.carry(j, "channel")
         return
     if _passes(w, n, ax) is None:
-        raise w.fail(
-            f"the units come out of {w.where(n)}, whose effect on them cannot be followed"
-        )
+        raise w.fail(f"the units come out of {w.where(n)}, whose effect on them cannot be followed")
     for j in n.inputs:
         w.carry(j, ax)
