@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 WARM_COLORS = {
     "fresh": "tab:gray",
     "warm start": "tab:red",
+    "warm start + probe head": "tab:purple",
     "shrink-perturb": "tab:blue",
     "widened warm start": "tab:green",
 }

@@ -89,11 +89,11 @@ class TransferResult(Result):
 
 
 def run(*, quick: bool = False, generator: torch.Generator | None = None) -> TransferResult:
-    """Run the experiment; ``quick``: 1 seed, 100 pretraining and 30 fine-tuning steps (full:
-    3 seeds, 600 and 150). ``n = 256`` samples of the new product, full-batch Adam (lr 1e-3)."""
+    """Run the experiment; ``quick``: 1 seed, 80 pretraining and 20 fine-tuning steps (full:
+    3 seeds, 500 and 120). ``n = 256`` samples of the new product, full-batch Adam (lr 1e-3)."""
     g = generator_or_default(generator)
-    seeds, pre_steps, steps = (1, 100, 30) if quick else (3, 600, 150)
-    n_train, n_small, n_test = (1024, 256, 512) if quick else (8192, 256, 2048)
+    seeds, pre_steps, steps = (1, 80, 20) if quick else (3, 500, 120)
+    n_train, n_small, n_test = (1024, 256, 512) if quick else (8192, 256, 1024)
     every = max(1, steps // 10)
     eval_steps = np.arange(0, steps + 1, every)
     curves: dict[str, list] = {f"{p}/{h}": [] for p in PRODUCTS for h in HEADS}
