@@ -82,3 +82,20 @@ def test_deterministic() -> None:
     a = experiments.run("transfer", quick=True, generator=torch.Generator().manual_seed(3))
     b = experiments.run("transfer", quick=True, generator=torch.Generator().manual_seed(3))
     assert a.to_dict() == b.to_dict()
+
+
+@pytest.mark.slow
+def test_doc_numbers_match_a_fresh_run() -> None:
+    """docs/warm_start.md's tables are what scripts/warm_start_doc.py renders from a full run."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("warm_start_doc", root / "scripts" /
+                                                  "warm_start_doc.py")  # fmt: skip
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = (root / "docs" / "warm_start.md").read_text()
+    shown = page.split(script.START)[1].split(script.END)[0].strip()
+    assert shown == script.tables(*script.run())
