@@ -87,6 +87,27 @@ class Transformer(nn.Module):
         return self.head(self.enc(self.emb(x)))
 
 
+class SwiGLU(nn.Module):
+    """A gated MLP (Llama's): down(silu(gate(x)) * up(x)), with a per-unit scale elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.up, self.down = nn.Linear(6, 10), nn.Linear(6, 10), nn.Linear(10, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 2)
+        self.scale = nn.Parameter(torch.ones(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x) * self.scale)
+
+
 def mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
 
@@ -132,6 +153,7 @@ CASES = [
     ("residual-stream", ResNet, (16, 4), "inp", 16),
     ("residual-branch", ResNet, (16, 4), "blocks.0.1", 21),
     ("transformer-mlp", Transformer, (3, 7, 5), "enc.layers.0.linear1", 48),
+    ("swiglu", SwiGLU, (16, 6), "gate", 15),
 ]
 
 
@@ -159,6 +181,15 @@ def test_widen_residual_stream_follows_every_layer_on_it():
         assert {f"{b}.0.weight", f"{b}.1.weight", f"{b}.3.weight", f"{b}.3.bias"} <= changed
     assert {"norm.weight", "out.weight"} <= changed
     assert model.out.in_features == 16 and model.blocks[1][0].normalized_shape == (16,)
+
+
+def test_widen_gated_mlp_widens_both_operands():
+    model = randomize_(SwiGLU())
+    growth = widen(model, "gate", 15)
+    assert {p for p, _ in growth.changed} == {
+        "gate.weight", "gate.bias", "up.weight", "up.bias", "down.weight"
+    }  # fmt: skip
+    assert model.up.out_features == 15 and model.down.in_features == 15
 
 
 def test_widen_copies_batchnorm_statistics():
@@ -234,6 +265,7 @@ class Tied(nn.Module):
         (ToOutput, "a", 6, GrowthError, "model's input"),
         (Softmaxed, "a", 8, GrowthError, "softmax"),
         (Tied, "a", 8, GrowthError, "shared with"),
+        (Scaled, "a", 8, GrowthError, "op 'mul'"),
         (mlp, "2", 8, ValueError, "more than the current 8"),
         (mlp, "2", 8.5, TypeError, "new_width"),
         (mlp, "1", 9, TypeError, "ReLU"),
