@@ -321,7 +321,9 @@ def test_deepen_residual_after_tanh_and_forced_identity_refused():
     with pytest.raises(GrowthError, match="idempotent"):
         deepen(model, "2", block="identity")
     assert_same(model, snap)
+    rng = torch.get_rng_state()
     g = deepen(model, "2", generator=gen(2))
+    assert torch.equal(torch.get_rng_state(), rng)  # everything drawn from the generator
     assert g.block == "residual"
     res = model[2][1]
     assert isinstance(res, Residual) and isinstance(res.body[1], nn.Tanh)
@@ -442,3 +444,13 @@ def test_shrink_perturb_bad_input(shrink, noise, error):
     with pytest.raises(error):
         shrink_perturb(model, shrink, noise)
     assert_same(model, snap)
+
+
+def test_deepen_noise_scaled_by_plan_std():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 256), nn.ReLU(), nn.Linear(256, 2))
+    deepen(model, "0", noise=0.3, generator=gen(4))
+    new = model[0][2].weight.detach()
+    std = initscope.plan(model)["0.2.weight"].std  # He after the ReLU: sqrt(2 / 256)
+    eps = (new - torch.eye(256)) / (0.3 * std)
+    assert abs(float(eps.std()) - 1) < 0.02  # 65k draws

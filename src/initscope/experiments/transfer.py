@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from initscope import init
 from initscope.calibration import init_head
@@ -33,7 +32,7 @@ from initscope.experiments._common import (
     generator_or_default,
     one_thread,
 )
-from initscope.experiments.pricing import RANGES, black_scholes_call
+from initscope.experiments.pricing import RANGES, PricingNetwork, black_scholes_call
 from initscope.experiments.warm_start import mse, pretrained, train
 
 TITLE = "Transfer with little data: a new head for puts and digital calls"
@@ -61,7 +60,7 @@ def _sample(product: str, n: int, g: torch.Generator) -> tuple[torch.Tensor, tor
     return x, torch.as_tensor(price(product, x.numpy()))[:, None]
 
 
-def _new_head(model: nn.Module, mode: str, data: tuple, g: torch.Generator) -> None:
+def _new_head(model: PricingNetwork, mode: str, data: tuple, g: torch.Generator) -> None:
     head = model.output_head
     init.kaiming_uniform_(head.weight, a=math.sqrt(5), generator=g)  # torch's nn.Linear default
     bound = 1.0 / math.sqrt(head.in_features)

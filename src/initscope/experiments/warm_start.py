@@ -167,9 +167,10 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> War
     n_train, n_test = (1024, 512) if quick else (8192, 2048)
     every = max(1, steps // 10)
     eval_steps = np.arange(0, steps + 1, every)
-    new = {v: [] for v in VARIANTS}
-    old = {v: [] for v in VARIANTS}
-    exact, var_new = [], []
+    new: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}
+    old: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}
+    exact: list[float] = []
+    var_new: list[float] = []
     with one_thread():
         for _ in range(seeds):
             sg = child_generator(g)

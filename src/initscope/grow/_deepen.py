@@ -77,18 +77,17 @@ def _act_module(model: nn.Module, act: Activation | None, at: str | None) -> nn.
     return cls(act.param) if act.param is not None else cls()
 
 
-def _square(m: nn.Module, n: int) -> nn.Module:
-    """A new ``n -> n`` layer of the same family as ``m`` (kernel 3, same padding, for conv)."""
+def _square(m: nn.Linear | _ConvNd, n: int) -> nn.Linear | _ConvNd:
+    """A new ``n -> n`` layer of the same family as ``m`` (kernel 3, same padding, for conv),
+    built without drawing (its values are set by the caller)."""
     w = m.weight
-    kw = {"device": w.device, "dtype": w.dtype}
     if isinstance(m, nn.Linear):
-        return nn.Linear(n, n, **kw)
-    d = w.dim() - 2
-    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[d - 1]
-    return conv(n, n, 3, padding=1, **kw)
+        return nn.utils.skip_init(nn.Linear, n, n, device=w.device, dtype=w.dtype)
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[w.dim() - 3]
+    return nn.utils.skip_init(conv, n, n, 3, padding=1, device=w.device, dtype=w.dtype)
 
 
-def _identity_(layer: nn.Module) -> None:
+def _identity_(layer: nn.Linear | _ConvNd) -> None:
     with torch.no_grad():
         if isinstance(layer, nn.Linear):
             nn.init.eye_(layer.weight)
@@ -209,10 +208,7 @@ def deepen(
     check_generator(generator)
     parent_path, _, name = after.rpartition(".")
     parent = model.get_submodule(parent_path)
-    is_layer = isinstance(target, nn.Linear) or (
-        isinstance(target, _ConvNd) and not isinstance(target, _ConvTransposeNd)
-    )
-    if not is_layer:
+    if not isinstance(target, (nn.Linear, _ConvNd)) or isinstance(target, _ConvTransposeNd):
         if block not in ("auto", "copy"):
             raise GrowthError(
                 f"deepen: block={block!r} needs a Linear or Conv layer at {after!r}, "
@@ -250,11 +246,13 @@ def deepen(
     else:
         from initscope.policy import initialize
 
-        body = nn.Sequential(new_layer, _act_module(model, act, act_at), _square(target, n))
+        out_layer = _square(target, n)
+        body = nn.Sequential(new_layer, _act_module(model, act, act_at), out_layer)
         initialize(body, generator=generator)
         with torch.no_grad():
-            body[2].weight.zero_()
-            body[2].bias.zero_()
+            out_layer.weight.zero_()
+            if out_layer.bias is not None:
+                out_layer.bias.zero_()
         new = nn.Sequential(target, Residual(body))
         last = "1.body.2.weight"
     if noise > 0:

@@ -111,15 +111,15 @@ def in_width(m: nn.Module) -> int:
     if isinstance(m, nn.Linear):
         return m.in_features
     if is_transposed_linear(m):
-        return int(m.weight.shape[0])
-    return m.in_channels
+        return int(getattr(m, "weight").shape[0])  # noqa: B009 (typed as Tensor | Module)
+    return int(getattr(m, "in_channels"))  # noqa: B009
 
 
 def out_width(module: nn.Module) -> int | None:
     """Output units of a layer that can be widened (Linear, Conv, Embedding, Hugging Face's
     ``Conv1D``), else ``None``."""
     if is_transposed_linear(module):
-        return int(module.nf)
+        return int(getattr(module, "nf"))  # noqa: B009
     if isinstance(module, nn.Linear):
         return module.out_features
     if isinstance(module, _ConvNd) and not isinstance(module, _ConvTransposeNd):
@@ -296,6 +296,7 @@ def _passes(w: _Walk, n: gb.Node, ax: str) -> str | None:
     positions, flatten of conv channels), else ``None``."""
     if n.op == "module":
         m = n.module
+        assert m is not None
         if isinstance(m, _PASS_MODULES):
             return ax
         if isinstance(m, _POOL_MODULES):
@@ -350,6 +351,7 @@ def _forward(w, u: gb.Node, src: int, ax: str, add_consumer, norms: set, width: 
         raise w.fail("its units reach the model's output (the output width is fixed)")
     if u.op == "module":
         m = u.module
+        assert m is not None
         if _is_weight(m):
             if u.inputs and u.inputs[0] == src and len(u.inputs) == 1:
                 if ax == "flat":
@@ -388,6 +390,7 @@ def _backward(w, n: gb.Node, ax: str, add_producer, norms: set, width: int) -> N
         raise w.fail("its units are tied to the model's input (through a residual add)")
     if n.op == "module":
         m = n.module
+        assert m is not None
         if _is_weight(m) or isinstance(m, nn.Embedding):
             add_producer(m)
             return
