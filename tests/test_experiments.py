@@ -28,6 +28,8 @@ def test_registry_and_errors() -> None:
         "normalization",
         "deep_linear",
         "pricing",
+        "warm_start",
+        "transfer",
     )
     with pytest.raises(ValueError, match=r"unknown experiment 'scale_swep'; valid: scale_sweep"):
         experiments.get("scale_swep")

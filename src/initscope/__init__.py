@@ -37,7 +37,9 @@ from initscope.init import (
     xavier_uniform_,
     zeros_,
 )
+from initscope.calibration import HeadResult, init_head
 from initscope.calibration._lsuv import LSUVResult, lsuv
+from initscope.grow import Growth, deepen, shrink_perturb, widen
 from initscope.policy._plan import Plan, initialize, plan
 from initscope.policy import PRESETS, Choice
 from initscope.report import LayerStats, Report, compare
@@ -125,6 +127,12 @@ __all__ = [
     "Choice",
     "initialize",
     "PRESETS",
+    "widen",
+    "deepen",
+    "shrink_perturb",
+    "Growth",
+    "init_head",
+    "HeadResult",
 ]
 
 

@@ -11,6 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from initscope.experiments import _figures_warm
+
 COLORS = {
     "xavier": "tab:blue",
     "he": "tab:red",
@@ -200,4 +202,6 @@ _DRAWERS: dict[str, Callable[[Any], Figure]] = {
     "normalization": _normalization,
     "deep_linear": _deep_linear,
     "pricing": _pricing,
+    "warm_start": _figures_warm.warm_start,
+    "transfer": _figures_warm.transfer,
 }

@@ -6,8 +6,9 @@ softplus output) learns the normalized call price ``C / K`` from moneyness ``S /
 ``C / K = m N(d1) - exp(-r T) N(d2)``, ``d1 = (ln m + (r + sigma^2 / 2) T) / (sigma sqrt T)``,
 ``d2 = d1 - sigma sqrt T``. We compare torch's default init, the seed's init (He backbone, Xavier
 head, zero biases), a head calibrated to the data, and ``initscope.initialize`` (preset
-``"auto"``) when the package provides it; and we check the seed's point that the head's init
-decides the scale of the initial predictions.
+``"auto"``) with its output head calibrated to the training prices by
+:func:`initscope.init_head` (``auto`` alone knows nothing about the targets); and we check the
+seed's point that the head's init decides the scale of the initial predictions.
 """
 
 from __future__ import annotations
@@ -150,16 +151,27 @@ class PricingResult(Result):
     claims: list[Claim]
 
 
+AUTO = "initscope auto + calibrated head"
+
+
 def _build(
-    variant: str, mean_target: float, g: torch.Generator, initialize: Callable[..., Any] | None
+    variant: str,
+    mean_target: float,
+    g: torch.Generator,
+    initialize: Callable[..., Any] | None,
+    data: tuple[torch.Tensor, torch.Tensor],
 ) -> PricingNetwork:
     model = PricingNetwork(len(RANGES), generator=g)
     if variant == "torch default":
         _torch_default_(model, g)
     elif variant == "seed + calibrated head":
         _calibrated_head_(model, mean_target, g)
-    elif variant == "initscope auto" and initialize is not None:
+    elif variant == AUTO and initialize is not None:
+        from initscope.calibration import init_head
+
         initialize(model, preset="auto", generator=g)
+        # the head: bias at softplus^-1(mean price), predictions' spread 10% of the prices'
+        init_head(model, data, "calibrated", generator=g)
     return model
 
 
@@ -179,7 +191,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Pri
     variants = ["torch default", "seed (He + Xavier head)", "seed + calibrated head"]
     initialize = policy_initialize()
     if initialize is not None:
-        variants.append("initscope auto")
+        variants.append(AUTO)
     with one_thread():
         x_tr, y_tr = sample_options(n_train, g)
         x_te, y_te = sample_options(n_test, g)
@@ -194,7 +206,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Pri
             curves = []
             for r in range(repeats):
                 rg = child_generator(g)
-                model = _build(variant, y_mean, rg, initialize)
+                model = _build(variant, y_mean, rg, initialize, (x_tr, y_tr))
                 if r == 0:
                     with torch.no_grad():
                         p0 = model(x_te)
