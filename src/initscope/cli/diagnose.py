@@ -85,7 +85,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initscope.diagnostics._run import _example_input, diagnose
+    from initscope.diagnostics import diagnose, synthetic_batch
 
     init_kwargs = _parse_kwargs(args.init_arg)
     if init_kwargs and not args.init:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     if args.eval:
         model.eval()
-    inputs = _example_input(model, shape, generator)
+    inputs = synthetic_batch(model, shape, generator=generator)
     if args.init:
         _initialize(model, args.init, init_kwargs, inputs, generator)
     report = diagnose(model, inputs, generator=generator)

@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model)
     example = None
     if args.input_shape is not None:
-        from initscope.diagnostics._run import _example_input
+        from initscope.diagnostics import synthetic_batch
 
         generator = torch.Generator().manual_seed(args.seed)
-        example = _example_input(model, parse_shape(args.input_shape), generator)
+        example = synthetic_batch(model, parse_shape(args.input_shape), generator=generator)
     elif args.preset == "lsuv":
         raise CLIError("--preset lsuv: give --input-shape, the batch LSUV calibrates on")
     try:

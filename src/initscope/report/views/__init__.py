@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from initscope.report._report import (
+from initscope.report._format import num, pct, signed
+from initscope.report._report import LayerStats, Report
+from initscope.report._rules import (
     DEAD_LIMIT,
     DEPTH_MIN,
     LOG2_LIMIT,
     SATURATED_LIMIT,
     SATURATION_MARGIN,
-    LayerStats,
-    Report,
-    _signed,
 )
 
 if TYPE_CHECKING:
@@ -56,19 +55,8 @@ _COLUMNS = (
     "sat",
     "ident",
     "verdict",
+    "note",
 )
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if math.isnan(x):
-        return "nan"
-    return f"{x:.3g}"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
 
 
 def _cells(s: LayerStats) -> list[str]:
@@ -78,28 +66,29 @@ def _cells(s: LayerStats) -> list[str]:
         s.path,
         s.type,
         fans,
-        _num(s.weight_std),
-        _num(s.in_std),
-        _num(s.out_std),
-        _num(s.predicted_std),
-        _num(s.ratio),
-        _num(s.grad_out_std),
-        _num(s.predicted_grad_std),
-        _num(s.weight_grad_std),
-        _pct(s.dead_fraction),
-        _pct(s.saturated_fraction),
+        num(s.weight_std),
+        num(s.in_std),
+        num(s.out_std),
+        num(s.predicted_std),
+        num(s.ratio),
+        num(s.grad_out_std),
+        num(s.predicted_grad_std),
+        num(s.weight_grad_std),
+        pct(s.dead_fraction),
+        pct(s.saturated_fraction),
         str(s.identical_groups),
         s.verdict,
+        s.note,
     ]
 
 
 def _summary_lines(report: Report) -> list[str]:
     meta = report.meta
     lines = [
-        f"forward log2 {_signed(report.forward_log2)} "
-        f"(slope {_signed(report.forward_slope, 3)} per weight layer) · backward log2 "
-        f"{_signed(report.backward_log2)} (slope {_signed(report.backward_slope, 3)}) · "
-        f"{len(report.weight_layers())} weight layers",
+        f"forward log2 {signed(report.forward_log2)} "
+        f"(slope {signed(report.forward_slope, 3)} per weight layer) · backward log2 "
+        f"{signed(report.backward_log2)} (slope {signed(report.backward_slope, 3)}) · "
+        f"{len(report.body_layers())} body weight layers of {len(report.weight_layers())}",
     ]
     if meta:
         lines.append(" · ".join(f"{k}: {v}" for k, v in meta.items() if k != "model"))
@@ -119,10 +108,11 @@ def rich_report(report: Report) -> Any:
     head.append(report.verdict, style=_VERDICT_STYLE.get(report.verdict, ""))
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for name in _COLUMNS:
-        table.add_column(name, justify="left" if name in ("layer", "type", "verdict") else "right")
+        left = name in ("layer", "type", "verdict", "note")
+        table.add_column(name, justify="left" if left else "right", overflow="fold")
     for s in report.layers:
         cells = _cells(s)
-        cells[-1] = f"[{_VERDICT_STYLE.get(s.verdict, '')}]{s.verdict}[/]"
+        cells[-2] = f"[{_VERDICT_STYLE.get(s.verdict, '')}]{s.verdict}[/]"
         table.add_row(*cells)
     return Group(
         head,
@@ -262,9 +252,10 @@ def html_report(report: Report) -> str:
         cells = _cells(s)
         tds = [
             f'<td class="l">{esc(c)}</td>' if name in ("layer", "type") else f"<td>{esc(c)}</td>"
-            for name, c in zip(_COLUMNS[:-1], cells[:-1], strict=True)
+            for name, c in zip(_COLUMNS[:-2], cells[:-2], strict=True)
         ]
         tds.append(f'<td class="l v-{esc(s.verdict)}">{esc(s.verdict)}</td>')
+        tds.append(f'<td class="l">{esc(s.note)}</td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     rules = (
         f"Rules (first that fires): symmetric: identical units; exploding/vanishing: log2 "
