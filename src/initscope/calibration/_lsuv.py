@@ -15,11 +15,10 @@ package re-runs the whole network for every layer and every iteration: quadratic
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -27,156 +26,13 @@ from torch import nn
 
 from initscope._torch import Batch, removing, state_guard
 from initscope.calibration import _lsuv_helpers as H
+from initscope.calibration._lsuv_result import LSUVLayer, LSUVResult, _Record
 
 __all__ = ["LSUVLayer", "LSUVResult", "lsuv"]
 
 logger = logging.getLogger(__name__)
 
-Status = Literal[
-    "converged", "not_converged", "dead", "zero_init", "never_ran", "unsupported", "tied"
-]
 _DEAD_RTOL = 1e-12  # an output std below _DEAD_RTOL * target_std counts as dead
-
-
-@dataclass(frozen=True)
-class LSUVLayer:
-    """What LSUV did to one layer.
-
-    ``std_before`` / ``std_after``: standard deviation of the layer's whole output on the batch
-    (the pooled batches, all ranks) before and after; ``mean_after`` its mean. ``scale``: the
-    factor the weight was multiplied by (``per_channel``: the geometric mean over channels).
-    ``status``: ``"converged"`` (``|std - target_std| <= tol``, per channel with ``per_channel``),
-    ``"not_converged"`` (``max_iters`` reached), ``"dead"`` (output std 0: cannot be scaled),
-    ``"zero_init"`` (all-zero weight left at zero), ``"never_ran"`` (selected but not called on the
-    batch), ``"unsupported"`` (a parametrized weight) or ``"tied"`` (its weight is shared with a
-    module that ran before it, e.g. an output layer tied to the input embedding: scaling it would
-    change what was already measured, so it is left as is and its output measured as it is).
-    ``calls``: times the layer ran (a shared layer is scaled on its first call).
-    """
-
-    path: str
-    type: str
-    status: Status
-    std_before: float | None
-    std_after: float | None
-    mean_after: float | None
-    scale: float
-    iterations: int
-    calls: int
-    orthogonalized: bool
-    notes: tuple[str, ...] = ()
-
-    @property
-    def converged(self) -> bool:
-        return self.status == "converged"
-
-
-@dataclass(frozen=True)
-class LSUVResult:
-    """Per-layer outcome of :func:`lsuv`, in execution order (layers that never ran last).
-
-    Prints as a table; ``result["block.fc1"]`` gives one layer's record.
-    """
-
-    layers: list[LSUVLayer]
-    target_std: float
-    tol: float
-    per_channel: bool
-    center: bool
-    orthogonal: bool
-    num_batches: int
-    world_size: int = 1
-
-    @property
-    def converged(self) -> bool:
-        """Every layer reached the target, apart from all-zero layers left at zero."""
-        return all(layer.status in ("converged", "zero_init") for layer in self.layers)
-
-    def __getitem__(self, path: str) -> LSUVLayer:
-        for layer in self.layers:
-            if layer.path == path:
-                return layer
-        raise KeyError(f"no layer {path!r}; layers: {[layer.path for layer in self.layers]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for layer in d["layers"]:
-            layer["notes"] = list(layer["notes"])
-        d["converged"] = self.converged
-        return d
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-
-        table = Table(
-            title=f"LSUV: target std {self.target_std:g} +/- {self.tol:g}",
-            caption=f"{sum(x.converged for x in self.layers)}/{len(self.layers)} converged",
-        )
-        for col in ("#", "layer", "type", "std before", "std after", "scale", "iters", "status"):
-            table.add_column(col, justify="right" if col in ("#", "iters") else "left")
-        table.add_column("notes", overflow="fold")
-        for i, x in enumerate(self.layers):
-            table.add_row(
-                str(i),
-                x.path,
-                x.type,
-                _fmt(x.std_before),
-                _fmt(x.std_after),
-                f"{x.scale:.4g}",
-                str(x.iterations),
-                x.status,
-                "; ".join(x.notes),
-            )
-        return table
-
-    def __str__(self) -> str:
-        from rich.console import Console
-
-        buf = io.StringIO()
-        Console(file=buf, width=140, color_system=None).print(self.__rich__())
-        return buf.getvalue()
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
-@dataclass
-class _Record:
-    path: str
-    module: nn.Module
-    reason: str
-    started: bool = False
-    zero: bool = False
-    orthogonalized: bool = False
-    calls: int = 0
-    status: Status = "never_ran"
-    std_before: float | None = None
-    std_after: float | None = None
-    mean_after: float | None = None
-    scale: float = 1.0
-    iterations: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def freeze(self) -> LSUVLayer:
-        notes = list(self.notes)
-        if self.calls > 1:
-            notes.append(f"shared: called {self.calls} times, scaled on the first call")
-        if self.status == "never_ran":
-            notes.append("never ran on the batch: left as is")
-        return LSUVLayer(
-            self.path or type(self.module).__name__,
-            type(self.module).__name__,
-            self.status,
-            self.std_before,
-            self.std_after,
-            self.mean_after,
-            self.scale,
-            self.iterations,
-            self.calls,
-            self.orthogonalized,
-            tuple(notes),
-        )
 
 
 @dataclass(frozen=True)
@@ -198,7 +54,7 @@ class _Options:
         return _DEAD_RTOL * self.target_std
 
 
-Outcome = Literal["converged", "dead"]
+Outcome = Literal["converged", "dead", "inert"]
 
 
 class _Pass:
@@ -337,46 +193,67 @@ class _Pass:
         center = self.opts.center and H.scaled_bias(module) is not None
         if self.opts.center and not center:
             rec.notes.append("no bias: not centered")
-        first_st = st
-        saved: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # weights before rescaling
-        log_scale = torch.zeros((), dtype=torch.float64)
-        outcome = self._outcome(st, center)
-        while outcome is None and rec.iterations < self.opts.max_iters:
-            if saved is None:
-                saved = [(t, t.detach().clone()) for t in H.written(module)]
-            log_scale = log_scale + self._rescale(module, rec, st, center)
-            rec.iterations += 1
-            previous = st
-            output = self._rerun(module, args, kwargs)
-            st = self._stats(module, output, rec)
-            if st.channel_std is None and not center and st.std == previous.std:
-                # the weight does not reach the output (a constant input: only the bias varies)
-                for t, v in saved:
-                    t.copy_(v)
-                rec.status, rec.iterations, rec.scale = "dead", 0, 1.0
-                rec.notes.append(
-                    "dead: the output does not change with the weight (constant input)"
-                )
-                rec.std_after, rec.mean_after = first_st.std, first_st.mean
-                return None
-            outcome = self._outcome(st, center)
+        outcome, output, st, log_scale = self._iterate(
+            module, rec, (args, kwargs), output, st, center
+        )
         rec.std_after, rec.mean_after = st.std, st.mean
         rec.scale = math.exp(float(log_scale.mean()))
-        if outcome == "dead":
-            rec.status = "dead"
-            rec.notes.append("dead: output std is 0 on the batch, cannot be scaled")
-        else:
-            rec.status = outcome or "not_converged"
-            if outcome is None:
-                rec.notes.append(f"not within tol after max_iters={self.opts.max_iters}")
-            if st.channel_std is not None:
-                n_dead = int((st.channel_std <= self.opts.dead_below).sum())
-                if n_dead:
-                    rec.notes.append(f"{n_dead} dead channel(s) left unscaled")
+        self._settle(rec, outcome, st)
         logger.debug(
             "lsuv %s: std %.4g -> %.4g (%s)", rec.path, rec.std_before, rec.std_after, rec.status
         )
         return output if rec.iterations else None
+
+    def _iterate(
+        self,
+        module: nn.Module,
+        rec: _Record,
+        inputs: tuple[tuple, dict],
+        output: Any,
+        st: H.Stats,
+        center: bool,
+    ) -> tuple[Outcome | None, Any, H.Stats, torch.Tensor]:
+        """At most ``max_iters`` rescalings, each followed by a re-run of the layer alone.
+
+        Returns the outcome (None: still off target), the last output, its statistics and the
+        accumulated ``log s``. ``"inert"``: a rescaling did not change the output std (the weight
+        does not reach the output: a constant input, only the bias varies); the weights are put
+        back and the first output and statistics returned.
+        """
+        first, first_st = output, st
+        log_scale = torch.zeros((), dtype=torch.float64)
+        outcome = self._outcome(st, center)
+        saved = [] if outcome is not None else [(t, t.detach().clone()) for t in H.written(module)]
+        while outcome is None and rec.iterations < self.opts.max_iters:
+            log_scale = log_scale + self._rescale(module, rec, st, center)
+            rec.iterations += 1
+            previous, output = st, self._rerun(module, *inputs)
+            st = self._stats(module, output, rec)
+            if st.channel_std is None and not center and st.std == previous.std:
+                for t, v in saved:
+                    t.copy_(v)
+                rec.iterations = 0
+                return "inert", first, first_st, torch.zeros((), dtype=torch.float64)
+            outcome = self._outcome(st, center)
+        return outcome, output, st, log_scale
+
+    def _settle(self, rec: _Record, outcome: Outcome | None, st: H.Stats) -> None:
+        """The layer's status and notes from the outcome of :meth:`_iterate`."""
+        if outcome == "inert":
+            rec.status = "dead"
+            rec.notes.append("dead: the output does not change with the weight (constant input)")
+            return
+        if outcome == "dead":
+            rec.status = "dead"
+            rec.notes.append("dead: output std is 0 on the batch, cannot be scaled")
+            return
+        rec.status = outcome or "not_converged"
+        if outcome is None:
+            rec.notes.append(f"not within tol after max_iters={self.opts.max_iters}")
+        if st.channel_std is not None:
+            n_dead = int((st.channel_std <= self.opts.dead_below).sum())
+            if n_dead:
+                rec.notes.append(f"{n_dead} dead channel(s) left unscaled")
 
 
 @contextlib.contextmanager
