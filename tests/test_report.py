@@ -297,3 +297,17 @@ def test_html_renders_in_headless_chromium(tmp_path):
         timeout=300,
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_log2_axes_have_a_minimum_span_and_labelled_ticks(report, tmp_path):
+    fig = report.plot(tmp_path / "healthy.png")  # a healthy model: stds within a few percent
+    fig.canvas.draw()
+    for axis in fig.axes:
+        lo, hi = axis.get_ylim()
+        assert math.log2(hi / lo) >= 4.0
+        shown = [
+            t.get_text()
+            for t, v in zip(axis.get_yticklabels(), axis.get_yticks(), strict=True)
+            if lo <= v <= hi
+        ]
+        assert len(shown) >= 3 and all(re.fullmatch(r"\$2\^\{-?\d+\}\$", t) for t in shown)

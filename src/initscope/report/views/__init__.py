@@ -205,7 +205,7 @@ def plot_reports(
         (fwd_ax, "Forward: std of weight-layer outputs", "std of pre-activation"),
         (bwd_ax, "Backward: std of dL/d(output)", "std of gradient"),
     ):
-        axis.set_yscale("log", base=2)
+        _log2_axis(axis)
         axis.set_xlabel("weight layer (execution order)")
         axis.set_ylabel(ylabel if not shared else "std")
         axis.set_title(title if not shared else "Forward and gradient std per weight layer")
@@ -218,6 +218,38 @@ def plot_reports(
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
+
+
+MIN_LOG2_SPAN = 4.0  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
+
+
+def _log2_axis(axis: Axes) -> None:
+    """A log2 y axis of at least ``MIN_LOG2_SPAN`` bits around the data, a labelled tick
+    (``2^k``) at every power of two it can hold legibly."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_yscale("log", base=2)
+    values = [
+        float(v)
+        for line in axis.get_lines()
+        for v in np.asarray(line.get_ydata(), dtype=float)
+        if math.isfinite(v) and v > 0
+    ]
+    if values:
+        lo, hi = math.log2(min(values)), math.log2(max(values))
+        if hi - lo < MIN_LOG2_SPAN:
+            mid = (lo + hi) / 2
+            lo, hi = mid - MIN_LOG2_SPAN / 2, mid + MIN_LOG2_SPAN / 2
+        pad = 0.05 * (hi - lo)
+        axis.set_ylim(2.0 ** (lo - pad), 2.0 ** (hi + pad))
+    axis.yaxis.set_major_locator(LogLocator(base=2, subs=(1.0,), numticks=10))
+    axis.yaxis.set_major_formatter(FuncFormatter(_power_of_two))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _power_of_two(value: float, _pos: int) -> str:
+    k = round(math.log2(value)) if value > 0 else 0
+    return f"$2^{{{k}}}$"
 
 
 def _png_base64(report: Report) -> str:
