@@ -46,26 +46,18 @@ Value = Any
 @dataclass(frozen=True)
 class Spec:
     """What is known about a hooked module before the pass: its path, its kind in the graph's
-    taxonomy (:func:`initscope.graph.layer_kind`), the row kind, and for an activation its
-    function and the ``(low, high)`` thresholds beyond which an output is saturated."""
+    taxonomy (:func:`initscope.graph.layer_kind`), the row kind; for a convolution its number of
+    spatial dimensions, for a norm whether it normalizes per channel (dim 1); for an activation
+    its function and the ``(low, high)`` thresholds beyond which an output is saturated."""
 
     path: str
     module: nn.Module
     layer: LayerKind
     kind: RowKind
-    act: Activation | None
-    saturation: tuple[float, float] | None
-
-    @property
-    def spatial(self) -> int:
-        """Spatial dimensions of a convolution (0 for anything else)."""
-        if self.layer in ("conv", "conv_transpose"):
-            return len(self.module.kernel_size)
-        return 0
-
-    @property
-    def channel_norm(self) -> bool:
-        return norm_kind(self.module) in _CHANNEL_NORMS
+    act: Activation | None = None
+    saturation: tuple[float, float] | None = None
+    spatial: int = 0
+    channel_norm: bool = False
 
 
 def classify(path: str, module: nn.Module) -> Spec | None:
@@ -73,7 +65,10 @@ def classify(path: str, module: nn.Module) -> Spec | None:
     layer = layer_kind(module)
     kind = _ROW_KIND.get(layer)
     if kind is not None:
-        return Spec(path, module, layer, kind, None, None)
+        kernel = getattr(module, "kernel_size", ()) if layer in ("conv", "conv_transpose") else ()
+        spatial = len(kernel) if isinstance(kernel, tuple) else 0
+        channel_norm = norm_kind(module) in _CHANNEL_NORMS
+        return Spec(path, module, layer, kind, spatial=spatial, channel_norm=channel_norm)
     act = from_module(module)
     if act is None or act.name in ("identity", "linear"):
         return None

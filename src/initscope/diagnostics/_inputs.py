@@ -161,7 +161,7 @@ def synthetic_input(
             first = found.module
         except Exception:  # the real pass reports it, with the shape the model wanted
             first = None
-    if first is not None and layer_kind(first) == "embedding":
+    if first is not None and layer_kind(first) == "embedding" and hasattr(first, "num_embeddings"):
         return _draw(shape, generator, param.device, dtype, high=first.num_embeddings)
     return _draw(shape, generator, param.device, dtype)
 
@@ -196,7 +196,7 @@ def _shape_message(collector: Collector, batch: Batch) -> str | None:
 def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
     """What the module wants when ``shape`` does not fit it, else None (the error is elsewhere)."""
     module = spec.module
-    if spec.layer == "embedding":
+    if spec.layer == "embedding" and hasattr(module, "num_embeddings"):
         n = module.num_embeddings
         return f"integer indices in [0, {n}) (num_embeddings={n})"
     if shape is None:
@@ -205,7 +205,7 @@ def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
         return f"shape (*, {module.in_features}) (in_features={module.in_features})"
     if isinstance(module, nn.Bilinear) and (not shape or shape[-1] != module.in1_features):
         return f"shape (*, {module.in1_features}) (in1_features={module.in1_features})"
-    if spec.spatial:
+    if spec.spatial and hasattr(module, "in_channels"):
         n = spec.spatial
         if len(shape) not in (n + 1, n + 2) or shape[-n - 1] != module.in_channels:
             spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n, "*")

@@ -63,7 +63,8 @@ class _Host:
 
 
 def _strides(spec: Spec) -> int:
-    return math.prod(spec.module.stride) if spec.spatial else 1
+    stride = getattr(spec.module, "stride", 1) if spec.spatial else 1
+    return math.prod(stride) if isinstance(stride, tuple) else 1
 
 
 def _nan(x: float | None) -> float:
