@@ -659,3 +659,17 @@ def test_unused_output_has_no_gradient_and_says_why():
     assert pool.path == "pool" and pool.grad_out_std is None and pool.role == "head"
     assert "no gradient: its output does not reach the objective" in pool.note
     assert math.isfinite(report.backward_log2) and "no gradient: 'pool'" in report.reason
+
+
+def test_synthetic_batch_is_what_diagnose_draws():
+    from initscope.diagnostics import synthetic_batch
+
+    model = nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 4))
+    before = snapshot(model)
+    tokens = synthetic_batch(model, (4, 12), generator=gen(3))
+    assert tokens.dtype == torch.long and tokens.shape == (4, 12) and int(tokens.max()) < 50
+    assert torch.equal(tokens, synthetic_batch(model, (4, 12), generator=gen(3)))
+    assert synthetic_batch(mlp(2, 8), (5, 8), generator=gen()).dtype == torch.float32
+    with pytest.raises(ValueError, match="input_shape: expected a batch"):
+        synthetic_batch(model, (12,))
+    assert_unchanged(model, before)
