@@ -499,7 +499,8 @@ def _model_verdict(
     )
     return "healthy", (
         f"no rule fired: forward log2 {signed(forward_log2)}, gradient trend "
-        f"{signed(trend if n > 1 else math.nan)} over {n} body weight layers{depth_note}"
+        f"{signed(trend if n > 1 else math.nan)} over {n} body weight layer{'' if n == 1 else 's'}"
+        f"{depth_note}"
         f"{left_out}"
     )
 
