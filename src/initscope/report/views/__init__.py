@@ -86,7 +86,7 @@ def _summary_lines(report: Report) -> list[str]:
     meta = report.meta
     lines = [
         f"forward log2 {signed(report.forward_log2)} "
-        f"(slope {signed(report.forward_slope, 3)} per weight layer) · backward log2 "
+        f"(slope {signed(report.forward_slope, 3)} per body weight layer) · backward log2 "
         f"{signed(report.backward_log2)} (slope {signed(report.backward_slope, 3)}) · "
         f"{len(report.body_layers())} body weight layers of {len(report.weight_layers())}",
     ]
