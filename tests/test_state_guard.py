@@ -154,6 +154,13 @@ def test_diagnose_on_a_meta_model_is_a_clear_error() -> None:
         initscope.diagnose(model, input_shape=(4, 16))
 
 
+def test_diagnose_on_a_lazy_model_is_a_clear_error_and_materializes_nothing() -> None:
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 4))
+    with pytest.raises(ValueError, match="uninitialized \\(lazy\\) parameters"):
+        initscope.diagnose(model, input_shape=(4, 16))
+    assert isinstance(model[0], nn.LazyLinear)
+
+
 def test_diagnose_differentiates_the_float_output_after_an_int_one() -> None:
     class IntFirst(nn.Module):
         def __init__(self) -> None:

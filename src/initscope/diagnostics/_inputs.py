@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.parameter import is_lazy
 
 from initscope._torch import Batch, float_tensors, tensors_in
 from initscope.diagnostics._hooks import (
@@ -68,6 +69,11 @@ def validate(
         raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
     if not any(True for _ in model.parameters()):
         raise ValueError(f"model: {type(model).__name__} has no parameters; nothing to diagnose")
+    if any(is_lazy(t) for t in (*model.parameters(), *model.buffers())):
+        raise ValueError(
+            f"model: {type(model).__name__} has uninitialized (lazy) parameters; run one forward "
+            "pass on a batch first so that they get their shapes"
+        )
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         raise ValueError(
             f"model: {type(model).__name__} has parameters on the meta device (shapes without "

@@ -88,7 +88,8 @@ def diagnose(
         TypeError: ``model`` not an ``nn.Module``, ``inputs`` not tensors, ``loss_fn`` not callable,
             ``generator`` not a ``torch.Generator``.
         ValueError: neither or both of ``inputs`` and ``input_shape``; a non-positive dimension;
-            ``target`` without ``loss_fn``; a model without parameters or on the meta device; a
+            ``target`` without ``loss_fn``; a model without parameters, on the meta device or with
+            lazy parameters not yet materialized; a
             batch that is empty, unbatched (fewer than 2 dimensions) or holds NaN/inf; a loss that
             is NaN/inf on a finite output; an input the model cannot take (the message names the
             layer that failed and the shape it expects, e.g. a Linear's ``in_features``); an
