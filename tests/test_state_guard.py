@@ -159,6 +159,9 @@ def test_diagnose_on_a_lazy_model_is_a_clear_error_and_materializes_nothing() ->
     with pytest.raises(ValueError, match="uninitialized \\(lazy\\) parameters"):
         initscope.diagnose(model, input_shape=(4, 16))
     assert isinstance(model[0], nn.LazyLinear)
+    with pytest.raises(ValueError, match="lazy and not materialized"):  # lsuv's own message
+        lsuv(model, torch.randn(4, 16))
+    assert isinstance(model[0], nn.LazyLinear)
 
 
 def test_diagnose_differentiates_the_float_output_after_an_int_one() -> None:

@@ -157,8 +157,10 @@ def _restore(s: _Saved) -> list[str]:
     for m, name, p, flag, grad in s.params:
         if m._parameters.get(name) is not p:
             m._parameters[name] = p
-        p.requires_grad_(flag)
-        p.grad = grad
+        if p.requires_grad != flag:
+            p.requires_grad_(flag)
+        if p.grad is not grad:
+            p.grad = grad
     for m, mode in s.modes:
         m.training = mode
     return [path for path, p, version in s.versions if p._version != version]
