@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from initscope import theory
-from initscope import diagnose
+from initscope import diagnose, theory
 from initscope.report import Report
 
 
@@ -375,8 +374,8 @@ def test_tuple_and_dict_inputs():
     torch.manual_seed(0)
     m = Two()
     assert (
-        diagnose(m, {"x": x, "z": z}, generator=gen()).to_dict()
-        == diagnose(m, (x, z), generator=gen()).to_dict()
+        diagnose(m, {"x": x, "z": z}, generator=gen()).to_json()
+        == diagnose(m, (x, z), generator=gen()).to_json()
     )
 
 
@@ -543,7 +542,9 @@ def test_report_is_a_report():
     report = diagnose(nn.Linear(4, 3), input_shape=(5, 4), generator=gen())
     assert isinstance(report, Report)
     assert report.layers[0].path == "Linear"
-    assert report.forward_log2 == 0.0
+    # one weight layer has no depth: the trend is n/a, never "+0.00"
+    assert math.isnan(report.forward_log2) and math.isnan(report.backward_log2)
+    assert "forward log2 n/a" in report.reason and "+0.00" not in str(report)
 
 
 def test_linear_cka_known_values() -> None:
@@ -559,3 +560,116 @@ def test_linear_cka_known_values() -> None:
         linear_cka(x, torch.ones(2000, 3))
     with pytest.raises(ValueError, match="same examples"):
         linear_cka(x, x[:10])
+
+
+# ----------------------------------------------------------------------------- judging the body
+
+
+def he_stack(n: int, width: int = 64) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for _ in range(n):
+        lin = nn.Linear(width, width)
+        nn.init.kaiming_normal_(lin.weight, generator=gen(len(layers)))
+        nn.init.zeros_(lin.bias)
+        layers += [lin, nn.ReLU()]
+    return layers
+
+
+def test_zero_head_is_by_design_not_126_bits_of_vanishing():
+    head = nn.Linear(64, 10)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    report = diagnose(nn.Sequential(*he_stack(12), head), input_shape=(64, 64), generator=gen())
+    assert report.verdict == "healthy", report.reason
+    row = report.weight_layers()[-1]
+    assert row.role == "head" and "zero-initialized (by design)" in row.note
+    # behind a zero head every gradient is exactly 0: left out, so the backward trend is n/a
+    assert math.isnan(report.backward_log2) and abs(report.forward_log2) < 1
+    assert all("gradient exactly 0" in s.note for s in report.body_layers())
+
+
+def test_zero_initialized_residual_branches_are_left_out_of_the_fit():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(32, 32), nn.Linear(32, 32)
+            nn.init.zeros_(self.fc2.weight)
+            nn.init.zeros_(self.fc2.bias)
+
+        def forward(self, x):
+            return x + self.fc2(torch.relu(self.fc1(x)))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 32), *[Block() for _ in range(6)], nn.Linear(32, 32))
+    report = diagnose(model, input_shape=(64, 32), generator=gen())
+    assert report.verdict == "healthy", report.reason
+    assert all(s.note.startswith("zero-initialized") for s in report.layers if "fc2" in s.path)
+    assert all("gradient exactly 0" in s.note for s in report.layers if "fc1" in s.path)
+    assert math.isfinite(report.backward_log2) and abs(report.backward_log2) < 1
+
+
+def test_global_pooling_does_not_make_a_flat_conv_stack_vanish():
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
+    for _ in range(10):
+        layers += [nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 16))
+    g = gen(1)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, generator=g)
+            nn.init.zeros_(m.bias)
+    trends = []
+    for hw in (8, 32):  # the pool divides the per-element gradient by hw * hw
+        report = diagnose(model, input_shape=(4, 3, hw, hw), generator=gen())
+        assert report.verdict == "healthy", (hw, report.reason)
+        assert report.weight_layers()[-1].role == "head" and len(report.body_layers()) == 11
+        trends.append(report.backward_slope * 10)
+    assert all(abs(t) < 1.5 for t in trends)
+
+
+def test_pre_norm_convs_are_judged_after_the_norm():
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for i in range(10):
+        conv = nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1, bias=False)
+        with torch.no_grad():
+            conv.weight.mul_(4.0)  # each conv alone scales by ~4x: "exploding" without the norm
+        layers += [conv, nn.BatchNorm2d(8), nn.ReLU()]
+    model = nn.Sequential(*layers)
+    report = diagnose(model, input_shape=(8, 3, 8, 8), generator=gen())
+    assert report.verdict == "healthy", report.reason
+    assert [s.judged_at for s in report.weight_layers()] == [str(3 * i + 1) for i in range(10)]
+    assert all(s.verdict == "healthy" for s in report.layers)
+
+
+def test_unused_output_has_no_gradient_and_says_why():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(*he_stack(10))
+            self.pool = nn.Linear(64, 64)
+
+        def forward(self, x):
+            h = self.body(x)
+            return h, torch.tanh(self.pool(h[:, 0]))  # the pooled output is not differentiated
+
+    report = diagnose(TwoHeads(), input_shape=(8, 4, 64), generator=gen())
+    pool = report.weight_layers()[-1]
+    assert pool.path == "pool" and pool.grad_out_std is None and pool.role == "head"
+    assert "no gradient: its output does not reach the objective" in pool.note
+    assert math.isfinite(report.backward_log2) and "no gradient: 'pool'" in report.reason
+
+
+def test_synthetic_batch_is_what_diagnose_draws():
+    from initscope.diagnostics import synthetic_batch
+
+    model = nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 4))
+    before = snapshot(model)
+    tokens = synthetic_batch(model, (4, 12), generator=gen(3))
+    assert tokens.dtype == torch.long and tokens.shape == (4, 12) and int(tokens.max()) < 50
+    assert torch.equal(tokens, synthetic_batch(model, (4, 12), generator=gen(3)))
+    assert synthetic_batch(mlp(2, 8), (5, 8), generator=gen()).dtype == torch.float32
+    with pytest.raises(ValueError, match="input_shape: expected a batch"):
+        synthetic_batch(model, (12,))
+    assert_unchanged(model, before)

@@ -105,10 +105,47 @@ def test_non_finite_is_exploding_at_any_depth():
     assert judged(chain(2, grad=lambda i: math.nan)).verdict == "exploding"
 
 
-def test_zero_std_is_clamped_in_logs():
-    report = judged(chain(10, out=lambda i: 0.0 if i == 9 else 1.0))
-    assert report.forward_log2 == pytest.approx(-126.0)
-    assert report.verdict == "vanishing"
+def test_exact_zeros_are_by_design_left_out_and_never_clamped():
+    rows = chain(10, out=lambda i: 0.0 if i == 9 else 1.0)
+    rows[9]["weight_std"] = 0.0  # a zero-initialized last layer
+    report = judged(rows)
+    assert report.forward_log2 == 0.0 and report.verdict == "healthy"
+    assert report.layers[9].note.startswith("zero-initialized (by design)")
+    assert "zero-initialized: 'l9'" in report.reason
+    # the layers behind a zero layer get exactly zero gradient: left out of the backward fit too
+    rows = chain(12, grad=lambda i: 0.0 if i < 11 else 1.0)
+    report = judged(rows)
+    assert math.isnan(report.backward_log2) and report.verdict == "healthy"
+    assert "gradient exactly 0" in report.layers[0].note
+
+
+def test_head_rows_are_reported_not_fitted_and_norms_judge_the_row_before():
+    # a head 2**12 smaller than the body: reported on its row, not in the trend
+    rows = chain(12) + [row(12, out_std=2.0**-12, grad_out_std=1.0, role="head")]
+    report = judged(rows)
+    assert report.verdict == "healthy" and report.forward_log2 == 0.0
+    assert report.layers[12].note.startswith("head") and report.layers[12].verdict == "healthy"
+    assert len(report.body_layers()) == 12 and len(report.weight_layers()) == 13
+    # pre-norm rows 8x larger per layer, each renormalized by the norm that reads it
+    rows = []
+    for i in range(10):
+        rows += [
+            row(2 * i, out_std=8.0**i),
+            row(2 * i + 1, "norm", out_std=1.0, chained=True, type="BatchNorm2d"),
+        ]
+    report = judged(rows)
+    assert report.verdict == "healthy" and report.forward_log2 == 0.0
+    assert report.layers[18].judged_at == "l19" and report.layers[18].verdict == "healthy"
+    # fewer than 3 usable body rows: n/a
+    assert math.isnan(judged(chain(2)).forward_log2)
+    assert "n/a" in judged(chain(2)).reason
+
+
+def test_a_row_without_gradient_says_why():
+    rows = chain(12) + [row(12, grad_out_std=None, role="head")]
+    report = judged(rows)
+    assert "no gradient: its output does not reach the objective" in report.layers[12].note
+    assert report.backward_log2 == 0.0 and "no gradient: 'l12'" in report.reason
 
 
 # ----------------------------------------------------------------------------- dict / JSON
@@ -260,3 +297,17 @@ def test_html_renders_in_headless_chromium(tmp_path):
         timeout=300,
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_log2_axes_have_a_minimum_span_and_labelled_ticks(report, tmp_path):
+    fig = report.plot(tmp_path / "healthy.png")  # a healthy model: stds within a few percent
+    fig.canvas.draw()
+    for axis in fig.axes:
+        lo, hi = axis.get_ylim()
+        assert math.log2(hi / lo) >= 4.0
+        shown = [
+            t.get_text()
+            for t, v in zip(axis.get_yticklabels(), axis.get_yticks(), strict=True)
+            if lo <= v <= hi
+        ]
+        assert len(shown) >= 3 and all(re.fullmatch(r"\$2\^\{-?\d+\}\$", t) for t in shown)

@@ -15,175 +15,70 @@ package re-runs the whole network for every layer and every iteration: quadratic
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from initscope._torch import Batch, removing, state_guard
 from initscope.calibration import _lsuv_helpers as H
+from initscope.calibration._lsuv_result import LSUVLayer, LSUVResult, _Record
 
 __all__ = ["LSUVLayer", "LSUVResult", "lsuv"]
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["converged", "not_converged", "dead", "zero_init", "never_ran", "unsupported"]
 _DEAD_RTOL = 1e-12  # an output std below _DEAD_RTOL * target_std counts as dead
 
 
 @dataclass(frozen=True)
-class LSUVLayer:
-    """What LSUV did to one layer.
+class _Options:
+    """The pass's settings, checked by :func:`lsuv`."""
 
-    ``std_before`` / ``std_after``: standard deviation of the layer's whole output on the batch
-    (the pooled batches, all ranks) before and after; ``mean_after`` its mean. ``scale``: the
-    factor the weight was multiplied by (``per_channel``: the geometric mean over channels).
-    ``status``: ``"converged"`` (``|std - target_std| <= tol``, per channel with ``per_channel``),
-    ``"not_converged"`` (``max_iters`` reached), ``"dead"`` (output std 0: cannot be scaled),
-    ``"zero_init"`` (all-zero weight left at zero), ``"never_ran"`` (selected but not called on the
-    batch) or ``"unsupported"`` (a parametrized weight). ``calls``: times the layer ran (a shared
-    layer is scaled on its first call).
-    """
-
-    path: str
-    type: str
-    status: Status
-    std_before: float | None
-    std_after: float | None
-    mean_after: float | None
-    scale: float
-    iterations: int
-    calls: int
-    orthogonalized: bool
-    notes: tuple[str, ...] = ()
-
-    @property
-    def converged(self) -> bool:
-        return self.status == "converged"
-
-
-@dataclass(frozen=True)
-class LSUVResult:
-    """Per-layer outcome of :func:`lsuv`, in execution order (layers that never ran last).
-
-    Prints as a table; ``result["block.fc1"]`` gives one layer's record.
-    """
-
-    layers: list[LSUVLayer]
     target_std: float
     tol: float
+    max_iters: int
+    orthogonal: bool
     per_channel: bool
     center: bool
-    orthogonal: bool
-    num_batches: int
-    world_size: int = 1
+    skip_zero_init: bool
+    generator: torch.Generator | None
 
     @property
-    def converged(self) -> bool:
-        """Every layer reached the target, apart from all-zero layers left at zero."""
-        return all(layer.status in ("converged", "zero_init") for layer in self.layers)
-
-    def __getitem__(self, path: str) -> LSUVLayer:
-        for layer in self.layers:
-            if layer.path == path:
-                return layer
-        raise KeyError(f"no layer {path!r}; layers: {[layer.path for layer in self.layers]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for layer in d["layers"]:
-            layer["notes"] = list(layer["notes"])
-        d["converged"] = self.converged
-        return d
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-
-        table = Table(
-            title=f"LSUV: target std {self.target_std:g} +/- {self.tol:g}",
-            caption=f"{sum(x.converged for x in self.layers)}/{len(self.layers)} converged",
-        )
-        for col in ("#", "layer", "type", "std before", "std after", "scale", "iters", "status"):
-            table.add_column(col, justify="right" if col in ("#", "iters") else "left")
-        table.add_column("notes", overflow="fold")
-        for i, x in enumerate(self.layers):
-            table.add_row(
-                str(i),
-                x.path,
-                x.type,
-                _fmt(x.std_before),
-                _fmt(x.std_after),
-                f"{x.scale:.4g}",
-                str(x.iterations),
-                x.status,
-                "; ".join(x.notes),
-            )
-        return table
-
-    def __str__(self) -> str:
-        from rich.console import Console
-
-        buf = io.StringIO()
-        Console(file=buf, width=140, color_system=None).print(self.__rich__())
-        return buf.getvalue()
+    def dead_below(self) -> float:
+        """An output std at or below this counts as dead."""
+        return _DEAD_RTOL * self.target_std
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
-@dataclass
-class _Record:
-    path: str
-    module: nn.Module
-    reason: str
-    started: bool = False
-    zero: bool = False
-    orthogonalized: bool = False
-    calls: int = 0
-    status: Status = "never_ran"
-    std_before: float | None = None
-    std_after: float | None = None
-    mean_after: float | None = None
-    scale: float = 1.0
-    iterations: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def freeze(self) -> LSUVLayer:
-        notes = list(self.notes)
-        if self.calls > 1:
-            notes.append(f"shared: called {self.calls} times, scaled on the first call")
-        if self.status == "never_ran":
-            notes.append("never ran on the batch: left as is")
-        return LSUVLayer(
-            self.path or type(self.module).__name__,
-            type(self.module).__name__,
-            self.status,
-            self.std_before,
-            self.std_after,
-            self.mean_after,
-            self.scale,
-            self.iterations,
-            self.calls,
-            self.orthogonalized,
-            tuple(notes),
-        )
+Outcome = Literal["converged", "dead", "inert"]
 
 
 class _Pass:
     """The hooks of the progressive pass and the state they share."""
 
-    def __init__(self, records: dict[nn.Module, _Record], opts: dict[str, Any], bar: Any):
+    def __init__(
+        self,
+        records: dict[nn.Module, _Record],
+        opts: _Options,
+        holders: dict[int, list[tuple[str, nn.Module]]],
+        bar: Any,
+    ) -> None:
         self.records = records
         self.opts = opts
+        self.holders = holders  # tensor id -> the modules holding it, for tied tensors
         self.bar = bar
         self.rerunning = False  # re-runs of a layer (and of layers nested in it) pass through
         self.reduce = H.distributed()
         self.order: list[_Record] = []
+        self.ran: set[int] = set()  # ids of modules holding a tied tensor that have run
+
+    def mark(self, module: nn.Module, args: tuple) -> None:
+        if not self.rerunning:
+            self.ran.add(id(module))
 
     def pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         rec = self.records[module]
@@ -191,15 +86,40 @@ class _Pass:
             return
         rec.started = True
         self.order.append(rec)
+        if not rec.reason:
+            rec.reason = self._tie(module, rec)
+        self.ran.add(id(module))
         if rec.reason:
             return
-        if self.opts["skip_zero_init"] and not bool(H.scaled_weight(module).any()):
+        if self.opts.skip_zero_init and not bool(H.scaled_weight(module).any()):
             rec.zero = True
             return
-        if self.opts["orthogonal"]:
-            written = H.orthogonalize(module, self.opts["generator"])
+        if self.opts.orthogonal:
+            written = H.orthogonalize(module, self.opts.generator)
             H.broadcast(written)
             rec.orthogonalized = bool(written)
+
+    def _tie(self, module: nn.Module, rec: _Record) -> str:
+        """Why a tied layer is left as is (a holder of its tensors ran before it), else ''."""
+        inner = {id(m) for m in module.modules()}
+        earlier, later = [], []
+        for t in H.written(module):
+            for path, holder in self.holders.get(id(t), []):
+                if id(holder) in inner:
+                    continue
+                (earlier if id(holder) in self.ran else later).append(path or "(model)")
+        if earlier:
+            rec.status = "tied"
+            return (
+                f"tied: shares its weight with {', '.join(sorted(set(earlier)))}, which ran "
+                "before it; scaling it would change outputs already measured: left as is"
+            )
+        if later:
+            rec.notes.append(
+                f"tied: shares its weight with {', '.join(sorted(set(later)))}, which run(s) "
+                "after it and see the scaled weight"
+            )
+        return ""
 
     def hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         rec = self.records[module]
@@ -215,117 +135,145 @@ class _Pass:
 
     def _stats(self, module: nn.Module, output: Any, rec: _Record) -> H.Stats:
         y = H.primary_output(output, rec.path)
-        ch = H.channel_dim(module, y) if self.opts["per_channel"] else None
+        ch = H.channel_dim(module, y) if self.opts.per_channel else None
         return H.batch_stats(y, ch, rec.path, self.reduce)
 
-    def _verdict(self, st: H.Stats, center: bool) -> tuple[bool, bool]:
-        """(dead, done) for the current statistics."""
-        target, tol = self.opts["target_std"], self.opts["tol"]
-        eps = _DEAD_RTOL * target
+    def _outcome(self, st: H.Stats, center: bool) -> Outcome | None:
+        """``"dead"`` (nothing to scale), ``"converged"`` (within tol), or None (rescale)."""
+        target, tol, eps = self.opts.target_std, self.opts.tol, self.opts.dead_below
         if st.channel_std is not None:
             live = st.channel_std > eps
             if not bool(live.any()):
-                return True, False
+                return "dead"
             std_ok = bool(((st.channel_std - target).abs()[live] <= tol).all())
             mean_ok = bool((st.channel_mean.abs() <= tol).all())
         else:
             if st.std <= eps:
-                return True, False
+                return "dead"
             std_ok = abs(st.std - target) <= tol
             mean_ok = abs(st.mean) <= tol
-        return False, std_ok and (mean_ok or not center)
+        return "converged" if std_ok and (mean_ok or not center) else None
 
-    def _normalize(self, module: nn.Module, rec: _Record, args: tuple, kwargs: dict, output: Any):
-        o = self.opts
-        target = o["target_std"]
-        st = self._stats(module, output, rec)
-        rec.std_before = st.std
-        if rec.reason or rec.zero:
-            rec.status = "unsupported" if rec.reason else "zero_init"
-            rec.notes.append(rec.reason or "all-zero weight (zero-initialized): left at zero")
-            rec.std_after, rec.mean_after = st.std, st.mean
-            return None
+    def _rescale(self, module: nn.Module, rec: _Record, st: H.Stats, center: bool) -> torch.Tensor:
+        """One step ``W <- s W`` (``b <- s (b - mean)`` with ``center``), ``s = target / std``,
+        per channel with ``per_channel`` (dead channels keep ``s = 1``); returns ``log s``."""
         weight, bias = H.scaled_weight(module), H.scaled_bias(module)
-        center = o["center"] and bias is not None
-        if o["center"] and bias is None:
+        target, eps = self.opts.target_std, self.opts.dead_below
+        if st.channel_std is not None:
+            s = torch.where(st.channel_std > eps, target / st.channel_std.clamp_min(eps), 1.0)
+            H.scale_channels(module, weight, s, rec.path)
+            if center:  # y' = s (y - m): W' = s W, b' = s (b - m)
+                bias.sub_(st.channel_mean.to(bias)).mul_(s.to(bias))
+            return s.log()
+        s = target / st.std
+        weight.mul_(s)
+        if center:
+            bias.sub_(st.mean).mul_(s)
+        return torch.tensor(math.log(s), dtype=torch.float64)
+
+    def _rerun(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        self.rerunning = True
+        try:
+            return module.forward(*args, **kwargs)
+        finally:
+            self.rerunning = False
+
+    def _normalize(
+        self, module: nn.Module, rec: _Record, args: tuple, kwargs: dict, output: Any
+    ) -> Any:
+        """Rescale the layer until its output is on target; the corrected output (None when the
+        layer was left as it ran) goes on downstream."""
+        st = self._stats(module, output, rec)
+        rec.std_before, rec.std_after, rec.mean_after = st.std, st.std, st.mean
+        if rec.reason or rec.zero:
+            if rec.status != "tied":
+                rec.status = "unsupported" if rec.reason else "zero_init"
+            rec.notes.append(rec.reason or "all-zero weight (zero-initialized): left at zero")
+            return None
+        center = self.opts.center and H.scaled_bias(module) is not None
+        if self.opts.center and not center:
             rec.notes.append("no bias: not centered")
-        first, log_scale, inert = output, torch.zeros(()), False
-        while True:
-            dead, done = self._verdict(st, center)
-            if dead or done or rec.iterations == o["max_iters"]:
-                break
-            if not rec.iterations:
-                saved = [(t, t.detach().clone()) for t in (weight, bias) if t is not None]
-            if st.channel_std is not None:
-                eps = _DEAD_RTOL * target
-                s = torch.where(st.channel_std > eps, target / st.channel_std.clamp_min(eps), 1.0)
-                H.scale_channels(module, weight, s, rec.path)
-                m = st.channel_mean
-                if center:  # y' = s (y - m): W' = s W, b' = s (b - m)
-                    bias.sub_(m.to(bias)).mul_(s.to(bias))
-            else:
-                s = torch.tensor(target / st.std, dtype=torch.float64)
-                weight.mul_(float(s))
-                if center:
-                    bias.sub_(st.mean).mul_(float(s))
-            log_scale = log_scale + s.log()
-            rec.iterations += 1
-            self.rerunning = True
-            try:
-                output = module.forward(*args, **kwargs)
-            finally:
-                self.rerunning = False
-            prev, st = st, self._stats(module, output, rec)
-            # the weight does not reach the output (a constant input: only the bias varies)
-            inert = st.channel_std is None and not center and st.std == prev.std
-            if inert:
-                for t, v in saved:
-                    t.copy_(v)
-                output, st, log_scale, rec.iterations, dead = first, prev, log_scale * 0, 0, True
-                break
+        outcome, output, st, log_scale = self._iterate(
+            module, rec, (args, kwargs), output, st, center
+        )
         rec.std_after, rec.mean_after = st.std, st.mean
         rec.scale = math.exp(float(log_scale.mean()))
-        if inert:
-            rec.status = "dead"
-            rec.notes.append("dead: the output does not change with the weight (constant input)")
-        elif dead:
-            rec.status = "dead"
-            rec.notes.append("dead: output std is 0 on the batch, cannot be scaled")
-        elif done:
-            rec.status = "converged"
-        else:
-            rec.status = "not_converged"
-            rec.notes.append(f"not within tol after max_iters={o['max_iters']}")
-        if st.channel_std is not None and not dead:
-            n_dead = int((st.channel_std <= _DEAD_RTOL * target).sum())
-            if n_dead:
-                rec.notes.append(f"{n_dead} dead channel(s) left unscaled")
+        self._settle(rec, outcome, st)
         logger.debug(
             "lsuv %s: std %.4g -> %.4g (%s)", rec.path, rec.std_before, rec.std_after, rec.status
         )
         return output if rec.iterations else None
 
+    def _iterate(
+        self,
+        module: nn.Module,
+        rec: _Record,
+        inputs: tuple[tuple, dict],
+        output: Any,
+        st: H.Stats,
+        center: bool,
+    ) -> tuple[Outcome | None, Any, H.Stats, torch.Tensor]:
+        """At most ``max_iters`` rescalings, each followed by a re-run of the layer alone.
+
+        Returns the outcome (None: still off target), the last output, its statistics and the
+        accumulated ``log s``. ``"inert"``: a rescaling did not change the output std (the weight
+        does not reach the output: a constant input, only the bias varies); the weights are put
+        back and the first output and statistics returned.
+        """
+        first, first_st = output, st
+        log_scale = torch.zeros((), dtype=torch.float64)
+        outcome = self._outcome(st, center)
+        saved = [] if outcome is not None else [(t, t.detach().clone()) for t in H.written(module)]
+        while outcome is None and rec.iterations < self.opts.max_iters:
+            log_scale = log_scale + self._rescale(module, rec, st, center)
+            rec.iterations += 1
+            previous, output = st, self._rerun(module, *inputs)
+            st = self._stats(module, output, rec)
+            if st.channel_std is None and not center and st.std == previous.std:
+                for t, v in saved:
+                    t.copy_(v)
+                rec.iterations = 0
+                return "inert", first, first_st, torch.zeros((), dtype=torch.float64)
+            outcome = self._outcome(st, center)
+        return outcome, output, st, log_scale
+
+    def _settle(self, rec: _Record, outcome: Outcome | None, st: H.Stats) -> None:
+        """The layer's status and notes from the outcome of :meth:`_iterate`."""
+        if outcome == "inert":
+            rec.status = "dead"
+            rec.notes.append("dead: the output does not change with the weight (constant input)")
+            return
+        if outcome == "dead":
+            rec.status = "dead"
+            rec.notes.append("dead: output std is 0 on the batch, cannot be scaled")
+            return
+        rec.status = outcome or "not_converged"
+        if outcome is None:
+            rec.notes.append(f"not within tol after max_iters={self.opts.max_iters}")
+        if st.channel_std is not None:
+            n_dead = int((st.channel_std <= self.opts.dead_below).sum())
+            if n_dead:
+                rec.notes.append(f"{n_dead} dead channel(s) left unscaled")
+
 
 @contextlib.contextmanager
 def _hooked(p: _Pass) -> Iterator[None]:
-    handles = []
-    try:
+    with removing() as handles:
+        tied = {id(m): m for holders in p.holders.values() for _, m in holders}
+        for module in tied.values():
+            handles.append(module.register_forward_pre_hook(p.mark))
         for module in p.records:
             handles.append(
                 module.register_forward_pre_hook(p.pre_hook, with_kwargs=True, prepend=True)
             )
             handles.append(module.register_forward_hook(p.hook, with_kwargs=True, prepend=True))
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextlib.contextmanager
 def _eval_mode_no_fastpath(model: nn.Module) -> Iterator[None]:
-    """Eval mode for every submodule, restored per module; attention fast paths off (they skip
-    submodule calls, so hooks would not fire)."""
-    modes = [(m, m.training) for m in model.modules()]
+    """Eval mode for every submodule (the state guard restores the modes); attention fast paths
+    off (they skip submodule calls, so hooks would not fire)."""
     mha = hasattr(torch.backends, "mha")
     fastpath = torch.backends.mha.get_fastpath_enabled() if mha else None
     try:
@@ -336,8 +284,6 @@ def _eval_mode_no_fastpath(model: nn.Module) -> Iterator[None]:
     finally:
         if mha:
             torch.backends.mha.set_fastpath_enabled(fastpath)
-        for m, training in modes:
-            m.training = training
 
 
 def _check_args(
@@ -371,15 +317,24 @@ def _check_args(
         raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
 
 
-def _prepare(model: nn.Module, data: Any, get_input: Callable | None, num_batches: int):
-    inputs = [H.split_batch(b, get_input) for b in H.take_batches(data, num_batches)]
-    args, kwargs = inputs[0] if len(inputs) == 1 else H.concat(inputs)
-    H.check_input((args, kwargs))
+def _prepare(model: nn.Module, data: Any, get_input: Callable | None, num_batches: int) -> Batch:
+    batch = H.pool([H.split_batch(b, get_input) for b in H.take_batches(data, num_batches)])
+    H.check_input(batch)
     devices = {p.device for p in model.parameters()}
     if len(devices) == 1:
         (device,) = devices
-        args, kwargs = H.map_tensors((args, kwargs), lambda t: t.to(device))
-    return args, kwargs
+        batch = batch.map(lambda t: t.to(device))
+    return batch
+
+
+def _tied(model: nn.Module) -> dict[int, list[tuple[str, nn.Module]]]:
+    """Tensor id -> the modules holding it directly, for tensors two or more modules hold."""
+    holders: dict[int, list[tuple[str, nn.Module]]] = {}
+    for path, m in model.named_modules(remove_duplicate=False):
+        for p in m._parameters.values():
+            if p is not None and all(m is not other for _, other in holders.get(id(p), [])):
+                holders.setdefault(id(p), []).append((path, m))
+    return {k: v for k, v in holders.items() if len(v) > 1}
 
 
 def lsuv(
@@ -411,9 +366,13 @@ def lsuv(
         model: the network; modified in place, left on its device and in its train/eval mode
             (the pass itself runs in eval mode: no dropout, BatchNorm running statistics
             untouched; attention fast paths are disabled so submodule hooks fire).
-        data: a tensor (the input), a tuple/list batch (its first element is the input), a dict
-            batch (passed as ``model(**batch)``), or a DataLoader / iterable of such batches.
-            Tensors are moved to the model's device when its parameters share one.
+        data: a data batch as a DataLoader yields it: a tensor (the input), a tuple/list batch
+            (its first element is the input: ``(inputs, targets)``), a dict batch (passed as
+            ``model(**batch)``); a ``Batch`` (``initscope.calibration.Batch(args, kwargs)``: the
+            model input stated explicitly, e.g. ``Batch((x, z))`` for ``model(x, z)``; this is
+            what ``initialize(model, "lsuv", example_input=(x, z))`` passes); or a DataLoader /
+            iterable of such batches. Tensors are moved to the model's device when its
+            parameters share one.
         target_std, tol: the target output std and the absolute tolerance on it.
         max_iters: at most this many rescalings per layer.
         orthogonal: orthonormal pre-init (per E x E slice of attention in-projections, per group
@@ -430,22 +389,30 @@ def lsuv(
             module paths (``"blocks.*.fc2"``, fnmatch), a predicate ``(path, module) -> bool``,
             or a list of these (a module matching any is selected). Modules without a weight
             are never selected.
-        get_input: ``batch -> model input``; a tuple result is passed as ``model(*x)``, a dict
-            as ``model(**x)``, anything else as ``model(x)``.
+        get_input: ``batch -> model input``; a tuple/list result is passed as ``model(*x)``, a
+            dict as ``model(**x)``, anything else as ``model(x)``.
         num_batches: batches taken from a DataLoader; their inputs are concatenated along
             dim 0 and pushed through the one pass, so the statistics are sums of y and y^2 over
             all of them.
         progress: show a tqdm progress bar over the layers.
         generator: the random generator of the orthonormal pre-init.
 
+    Tied weights: a selected layer whose weight is also held by a module that ran before it (an
+    output layer tied to the input embedding) is left as is with status ``"tied"``; one that runs
+    first among its holders is scaled, and the later holders see the scaled weight. Every
+    reported ``std_after`` is the layer's output with the final weights.
+
     With ``torch.distributed`` initialized, the sums (count, sum of y, sum of y^2) are
     all-reduced so every rank applies the same scale, and each orthonormal pre-init is
     broadcast from rank 0; every rank must run the same layers in the same order.
 
+    Only the selected layers' weights and biases change: buffers (also those a forward updates
+    in place), modes, ``requires_grad``, ``.grad`` and torch's global random state are left as
+    they were (:func:`initscope._torch.state_guard`).
+
     Raises:
         ValueError: NaN/inf in the data, an empty batch, no eligible layer, a layer emitting
-            NaN/inf. Any error leaves the model unchanged (parameters, buffers and modes are
-            restored).
+            NaN/inf. Any error leaves the model unchanged (the written tensors are restored too).
         TypeError: arguments of the wrong type.
     """
     flags = {
@@ -457,9 +424,12 @@ def lsuv(
     }
     _check_args(model, target_std, tol, max_iters, flags, get_input, num_batches, generator)
     error: ValueError | TypeError | None = None
+    writes: list[torch.Tensor] = []
     try:
-        args, kwargs = _prepare(model, data, get_input, num_batches)
-        selected = H.select_layers(model, layers)
+        with state_guard(model):  # reading a parametrized weight runs its parametrization
+            batch = _prepare(model, data, get_input, num_batches)
+            selected = H.select_layers(model, layers)
+            writes = [t for _, m, reason in selected if not reason for t in H.written(m)]
         if not selected:
             raise ValueError(
                 "model: no eligible layer (Linear, Conv*, ConvTranspose*, MultiheadAttention, or "
@@ -471,24 +441,16 @@ def lsuv(
         raise error or ValueError("lsuv: the data or model failed validation on another rank")
 
     records = {m: _Record(path, m, reason) for path, m, reason in selected}
-    snapshot = [(t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())]
-    opts = {
-        "target_std": float(target_std),
-        "tol": float(tol),
-        "max_iters": max_iters,
-        "generator": generator,
-        **flags,
-    }
+    opts = _Options(
+        float(target_std), float(tol), max_iters, orthogonal, per_channel, center,
+        skip_zero_init, generator,
+    )  # fmt: skip
     bar = _progress_bar(len(records), progress)
-    p = _Pass(records, opts, bar)
+    p = _Pass(records, opts, _tied(model), bar)
     try:
-        with torch.no_grad(), _eval_mode_no_fastpath(model), _hooked(p):
-            model(*args, **kwargs)
-    except BaseException:
-        with torch.no_grad():
-            for t, saved in snapshot:
-                t.copy_(saved)
-        raise
+        with state_guard(model, writes=writes), torch.no_grad():
+            with _eval_mode_no_fastpath(model), _hooked(p):
+                batch.call(model)
     finally:
         bar.close()
     ordered = p.order + [r for r in records.values() if not r.started]

@@ -1,4 +1,4 @@
-"""Private helpers of :mod:`initscope.lsuv`: data handling, layer selection, weight layouts,
+"""Private helpers of :func:`initscope.lsuv`: data handling, layer selection, weight layouts,
 batch statistics and the ``torch.distributed`` bridge."""
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from typing import Any, TypeAlias
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
-from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils import parametrize
 
+from initscope._torch import Batch
+from initscope.graph import layer_kind, norm_kind
 from initscope.init import orthogonal_
 
 LayerSelector: TypeAlias = type[nn.Module] | str | Callable[[str, nn.Module], bool]
 LayerSpec: TypeAlias = LayerSelector | Sequence[LayerSelector]
-ModelInput: TypeAlias = tuple[tuple[Any, ...], dict[str, Any]]
 
-DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd, nn.MultiheadAttention)
+# the graph's layer kinds LSUV normalizes by default (initscope.graph.layer_kind)
+DEFAULT_KINDS = frozenset({"linear", "conv", "conv_transpose", "attention"})
 
 
 # ----------------------------------------------------------------------------- data
@@ -33,7 +32,7 @@ DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd, nn.MultiheadAt
 
 def take_batches(data: Any, num_batches: int) -> list[Any]:
     """One batch (a tensor, tuple/list or dict) or the first ``num_batches`` of an iterable."""
-    if isinstance(data, (torch.Tensor, tuple, list, Mapping)):
+    if isinstance(data, (Batch, torch.Tensor, tuple, list, Mapping)):
         if num_batches != 1:
             raise ValueError(
                 f"num_batches={num_batches} needs a DataLoader (or another iterable of batches); "
@@ -51,33 +50,36 @@ def take_batches(data: Any, num_batches: int) -> list[Any]:
     )
 
 
-def split_batch(batch: Any, get_input: Callable[[Any], Any] | None) -> ModelInput:
-    """Turn a batch into ``(args, kwargs)`` for ``model(*args, **kwargs)``.
+def split_batch(batch: Any, get_input: Callable[[Any], Any] | None) -> Batch:
+    """The model input of one data batch, as a :class:`initscope._torch.Batch`.
 
-    Default: a tensor is the input, a tuple/list's first element is the input (the usual
-    ``(inputs, targets)``), a dict is passed as keyword arguments (``model(**batch)``).
-    With ``get_input``: its result is passed as ``model(*x)`` if a tuple, ``model(**x)`` if a
-    dict, ``model(x)`` otherwise.
+    Default (data batches as a DataLoader yields them): a tensor is the input, a tuple/list's first
+    element is the input (the usual ``(inputs, targets)``), a dict is passed as keyword arguments
+    (``model(**batch)``), a ``Batch`` is the model input as stated. With ``get_input``: its result
+    follows the model-input convention (a tuple/list is ``model(*x)``, a dict ``model(**x)``,
+    anything else ``model(x)``).
     """
     if get_input is not None:
-        x = get_input(batch)
-        if isinstance(x, tuple):
-            return tuple(x), {}
-        if isinstance(x, Mapping):
-            return (), dict(x)
-        return (x,), {}
-    if isinstance(batch, torch.Tensor):
-        return (batch,), {}
+        return Batch.of(get_input(batch))
+    if isinstance(batch, (Batch, torch.Tensor, Mapping)):
+        return Batch.of(batch)
     if isinstance(batch, (tuple, list)):
         if not batch:
             raise ValueError("data: empty batch (an empty tuple/list)")
-        return (batch[0],), {}
-    if isinstance(batch, Mapping):
-        return (), dict(batch)
+        return Batch.of(batch[0]) if isinstance(batch[0], Batch) else Batch((batch[0],))
     raise TypeError(
         f"data: cannot take the model input from a batch of type {type(batch).__name__}; "
         "pass get_input=, e.g. get_input=lambda batch: batch['image']"
     )
+
+
+def pool(batches: list[Batch]) -> Batch:
+    """One batch from several: their inputs concatenated along dim 0, leaf by leaf."""
+    if len(batches) == 1:
+        return batches[0]
+    args = concat([b.args for b in batches])
+    kwargs = concat([dict(b.kwargs) for b in batches])
+    return Batch(tuple(args), kwargs)
 
 
 def concat(items: list[Any], where: str = "input") -> Any:
@@ -106,29 +108,9 @@ def concat(items: list[Any], where: str = "input") -> Any:
     return first
 
 
-def tensors_in(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (tuple, list)):
-        return [t for x in obj for t in tensors_in(x)]
-    if isinstance(obj, Mapping):
-        return [t for x in obj.values() for t in tensors_in(x)]
-    return []
-
-
-def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(map_tensors(x, fn) for x in obj)
-    if isinstance(obj, Mapping):
-        return {k: map_tensors(v, fn) for k, v in obj.items()}
-    return obj
-
-
-def check_input(inputs: ModelInput) -> None:
+def check_input(batch: Batch) -> None:
     """ValueError for a model input without tensors, with an empty tensor, or with NaN/inf."""
-    tensors = tensors_in(inputs)
+    tensors = batch.tensors()
     if not tensors:
         raise ValueError("data: the model input holds no tensor")
     for t in tensors:
@@ -155,9 +137,19 @@ def scaled_bias(module: nn.Module) -> nn.Parameter | None:
     return b if isinstance(b, nn.Parameter) else None
 
 
+def written(module: nn.Module) -> list[torch.Tensor]:
+    """The tensors LSUV may write for a selected layer: the scaled weight and bias, and the
+    in-projections an attention layer's orthonormal pre-init writes."""
+    out = [t for t in (scaled_weight(module), scaled_bias(module)) if t is not None]
+    if isinstance(module, nn.MultiheadAttention):
+        names = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+        out += [t for n in names if isinstance(t := getattr(module, n, None), torch.Tensor)]
+    return out
+
+
 def _matcher(spec: LayerSpec | None) -> Callable[[str, nn.Module], bool]:
     if spec is None:
-        return lambda path, m: isinstance(m, DEFAULT_TYPES)
+        return lambda path, m: layer_kind(m) in DEFAULT_KINDS
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     preds: list[Callable[[str, nn.Module], bool]] = []
     for item in items:
@@ -202,9 +194,10 @@ def select_layers(model: nn.Module, spec: LayerSpec | None) -> list[tuple[str, n
 
 def channel_dim(module: nn.Module, y: torch.Tensor) -> int:
     """The output's channel axis: 1 for batched conv/norm outputs, the last axis otherwise."""
-    if isinstance(module, _ConvNd):
-        return 1 if y.dim() == module.weight.dim() else 0
-    if isinstance(module, (_BatchNorm, _InstanceNorm, nn.GroupNorm)):
+    kind = layer_kind(module)
+    if kind in ("conv", "conv_transpose"):
+        return 1 if y.dim() == len(module.kernel_size) + 2 else 0
+    if norm_kind(module) in ("batch_norm", "instance_norm", "group_norm"):
         return 1 if y.dim() > 1 else 0
     return y.dim() - 1
 
@@ -212,7 +205,7 @@ def channel_dim(module: nn.Module, y: torch.Tensor) -> int:
 def scale_channels(module: nn.Module, w: torch.Tensor, s: torch.Tensor, path: str) -> None:
     """``w *= s`` per output channel (ConvTranspose stores (in, out / groups, *k))."""
     s = s.to(device=w.device, dtype=w.dtype)
-    if isinstance(module, _ConvTransposeNd):
+    if layer_kind(module) == "conv_transpose":
         g = module.groups
         view = w.view(g, w.shape[0] // g, *w.shape[1:])
         view.mul_(s.view(g, 1, -1, *([1] * (w.dim() - 2))))
@@ -242,7 +235,7 @@ def orthogonalize(module: nn.Module, generator: torch.Generator | None) -> list[
     w = scaled_weight(module)
     if w is None or w.dim() < 2:
         return []
-    groups = module.groups if isinstance(module, _ConvNd) else 1
+    groups = module.groups if layer_kind(module) in ("conv", "conv_transpose") else 1
     for t in w.chunk(groups, dim=0):
         orthogonal_(t, generator=generator)
     return [w]

@@ -85,8 +85,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initscope.diagnostics import diagnose
-    from initscope.diagnostics._run import _example_input
+    from initscope.diagnostics import diagnose, synthetic_batch
 
     init_args = _parse_kwargs(args.init_arg)
     if init_args and not args.init:
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         model.eval()
     with user_code(f"the model, on a synthetic batch of shape {shape},"):
-        inputs = _example_input(model, shape, generator)
+        inputs = synthetic_batch(model, shape, generator=generator)
         if args.init:
             _initialize(model, args.init, init_args, inputs, generator)
         report = diagnose(model, inputs, generator=generator)

@@ -103,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model)
     example = None
     if shape is not None:
-        from initscope.diagnostics._run import _example_input
+        from initscope.diagnostics import synthetic_batch
 
         generator = torch.Generator().manual_seed(args.seed)
         with user_code(f"the model, on a synthetic batch of shape {shape},"):
-            example = _example_input(model, shape, generator)
+            example = synthetic_batch(model, shape, generator=generator)
         # The plan may not run the batch (torch.fx traces without it): check that it fits now.
         check_batch(model, example, f"--input-shape {args.input_shape}")
     try:

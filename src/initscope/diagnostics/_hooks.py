@@ -1,78 +1,78 @@
 """Forward and tensor hooks that measure one pass for :func:`initscope.diagnose` (private).
 
-Every statistic stays a 0-dim float32 tensor on its device until :func:`gather` moves them all to
-the host at once (one ``tolist()`` per device): no host sync per layer. Stds travel as a mean and a
-2-norm and are formed on the host (:func:`host_std`).
+Every statistic stays a 0-dim float32 tensor on its device, in a named field, until
+:func:`gather` moves them all to the host at once (one ``tolist()`` per device): no host sync
+per layer. Stds travel as a mean and a 2-norm (:class:`Moments`) and are formed on the host.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from initscope._torch import removing
 from initscope.activations import Activation, from_module
-from initscope.report._report import SATURATION_MARGIN
+from initscope.graph import LayerKind, layer_kind, norm_kind
+from initscope.report._rules import SATURATION_MARGIN
 
-CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-WEIGHT = (nn.Linear, nn.Bilinear, *CONV)
-EMBEDDING = (nn.Embedding, nn.EmbeddingBag)
-CHANNEL_NORM = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.SyncBatchNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-    nn.GroupNorm,
-)
-NORM = (*CHANNEL_NORM, nn.LayerNorm, nn.RMSNorm)
-RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+RowKind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
+_ROW_KIND: dict[str, RowKind] = {
+    "linear": "weight",
+    "conv": "weight",
+    "conv_transpose": "weight",
+    "bilinear": "weight",
+    "embedding": "embedding",
+    "norm": "norm",
+    "attention": "attention",
+    "recurrent": "recurrent",
+}
+# statistics a norm computes per channel (dim 1) rather than over the trailing features
+_CHANNEL_NORMS = ("batch_norm", "instance_norm", "group_norm")
 
-# Per-call raw statistics, in this order: means and 2-norms (the std is formed on the host).
-IN_MEAN, IN_L2, OUT_MEAN, OUT_L2, GRAD_MEAN, GRAD_L2, DEAD, SATURATED, GROUPS = range(9)
-N_STATS = 9
+# Device value: a 0-dim float32 tensor during the pass, a float after gather(), None if absent.
+Value = Any
 
 
 @dataclass(frozen=True)
 class Spec:
-    """What is known about a hooked module before the pass."""
+    """What is known about a hooked module before the pass: its path, its kind in the graph's
+    taxonomy (:func:`initscope.graph.layer_kind`), the row kind; for a convolution its number of
+    spatial dimensions, for a norm whether it normalizes per channel (dim 1); for an activation
+    its function and the ``(low, high)`` thresholds beyond which an output is saturated."""
 
     path: str
     module: nn.Module
-    kind: str
-    act: Activation | None
-    saturation: (
-        tuple[float, float] | None
-    )  # (low, high) thresholds; outputs beyond them are saturated
+    layer: LayerKind
+    kind: RowKind
+    act: Activation | None = None
+    saturation: tuple[float, float] | None = None
+    spatial: int = 0
+    channel_norm: bool = False
 
 
-def classify(module: nn.Module) -> tuple[str, Activation | None] | None:
-    """``(kind, activation)`` for a module that gets a row, else None."""
-    if isinstance(module, WEIGHT):
-        return "weight", None
-    if isinstance(module, EMBEDDING):
-        return "embedding", None
-    if isinstance(module, NORM):
-        return "norm", None
-    if isinstance(module, nn.MultiheadAttention):
-        return "attention", None
-    if isinstance(module, RECURRENT):
-        return "recurrent", None
+def classify(path: str, module: nn.Module) -> Spec | None:
+    """The :class:`Spec` of a module that gets a row, else None."""
+    layer = layer_kind(module)
+    kind = _ROW_KIND.get(layer)
+    if kind is not None:
+        kernel = getattr(module, "kernel_size", ()) if layer in ("conv", "conv_transpose") else ()
+        spatial = len(kernel) if isinstance(kernel, tuple) else 0
+        channel_norm = norm_kind(module) in _CHANNEL_NORMS
+        return Spec(path, module, layer, kind, spatial=spatial, channel_norm=channel_norm)
     act = from_module(module)
     if act is None or act.name in ("identity", "linear"):
         return None
-    return "activation", act
+    return Spec(path, module, layer, "activation", act, saturation_thresholds(act))
 
 
 def saturation_thresholds(act: Activation) -> tuple[float, float] | None:
@@ -103,23 +103,61 @@ def first_tensor(obj: Any) -> torch.Tensor | None:
     return None
 
 
-class Call:
-    """One call of a hooked module: its raw statistics (0-dim tensors or None) and their sizes."""
+@dataclass
+class Moments:
+    """Mean and 2-norm of ``n`` elements; the population std is formed on the host."""
 
-    __slots__ = ("spec", "index", "path", "in_shape", "in_float", "stats", "sizes", "chained")
+    mean: Value = None
+    l2: Value = None
+    n: int = 0
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> Moments:
+        """Two reductions on the device, no temporary."""
+        return cls(t.mean(), torch.linalg.vector_norm(t), t.numel())
+
+    def std(self) -> float | None:
+        return host_std(self.mean, self.l2, self.n)
+
+
+@dataclass
+class CallStats:
+    """Raw statistics of one module call: input, output and output-gradient moments; the fraction
+    of units zero for the whole batch (``dead``), of outputs near a bound (``saturated``), and the
+    number of groups of identical units (``groups``)."""
+
+    inp: Moments = field(default_factory=Moments)
+    out: Moments = field(default_factory=Moments)
+    grad: Moments = field(default_factory=Moments)
+    dead: Value = None
+    saturated: Value = None
+    groups: Value = None
+
+
+@dataclass
+class ModuleStats:
+    """Raw statistics of one module's parameters: weight and bias moments, identical weight rows,
+    moments of the weight's gradient."""
+
+    weight: Moments = field(default_factory=Moments)
+    bias: Moments = field(default_factory=Moments)
+    groups: Value = None
+    grad: Moments = field(default_factory=Moments)
+
+
+class Call:
+    """One call of a hooked module: its raw statistics and where it sits in the pass."""
+
+    __slots__ = ("spec", "index", "path", "in_shape", "out_shape", "in_float", "stats", "chained")
 
     def __init__(self, spec: Spec, index: int, path: str, x: torch.Tensor | None) -> None:
         self.spec = spec
         self.index = index
         self.path = path
         self.in_shape = None if x is None else tuple(x.shape)
+        self.out_shape: tuple[int, ...] | None = None
         self.in_float = x is not None and x.is_floating_point()
-        self.stats: list[torch.Tensor | None] = [None] * N_STATS
-        self.sizes = {
-            IN_MEAN: 0,
-            OUT_MEAN: 0,
-            GRAD_MEAN: 0,
-        }  # numel behind each (mean, 2-norm) pair
+        self.stats = CallStats()
         self.chained = False  # the input is the previous row's output, unchanged since
 
 
@@ -148,13 +186,9 @@ class Collector:
             last = self._last
             if last is not None and last[0] is x and last[1] == x._version:
                 call.chained = True
-                call.stats[IN_MEAN], call.stats[IN_L2] = (
-                    last[2].stats[OUT_MEAN],
-                    last[2].stats[OUT_L2],
-                )
-                call.sizes[IN_MEAN] = last[2].sizes[OUT_MEAN]
+                call.stats.inp = last[2].stats.out
             else:
-                moments_into(call.stats, call.sizes, IN_MEAN, x.detach().float())
+                call.stats.inp = Moments.of(x.detach().float())
         self.calls.append(call)
         self.open.append(call)
 
@@ -163,37 +197,38 @@ class Collector:
         y = first_tensor(output)
         if y is None or not y.is_floating_point() or y.numel() == 0:
             return
+        call.out_shape = tuple(y.shape)
         yf = y.detach().float()
-        moments_into(call.stats, call.sizes, OUT_MEAN, yf)
+        call.stats.out = Moments.of(yf)
         self._last = (y, y._version, call)
         unit = self._unit_dim(spec, y)
         if spec.kind != "activation":
             self._units_from_end = y.ndim - unit
         if spec.saturation is not None:
             low, high = spec.saturation
-            call.stats[SATURATED] = ((yf <= low) | (yf >= high)).float().mean()
+            call.stats.saturated = ((yf <= low) | (yf >= high)).float().mean()
         if spec.kind in ("weight", "activation", "attention", "recurrent") and yf.ndim >= 2:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)
             if spec.kind in ("weight", "activation"):
-                call.stats[DEAD] = ((high == 0) & (low == 0)).float().mean()
+                call.stats.dead = ((high == 0) & (low == 0)).float().mean()
             if spec.kind != "weight" and not call.chained:
-                call.stats[GROUPS] = self.identical_groups(yf, unit, high != low)
+                call.stats.groups = self.identical_groups(yf, unit, high != low)
         elif spec.kind in ("weight", "activation"):
-            call.stats[DEAD] = (yf == 0).float().mean()
+            call.stats.dead = (yf == 0).float().mean()
         if y.requires_grad:
             self._tensor_handles.append(y.register_hook(partial(self._grad, call)))
 
     def _grad(self, call: Call, grad: torch.Tensor) -> None:
-        moments_into(call.stats, call.sizes, GRAD_MEAN, grad.detach().float())
+        call.stats.grad = Moments.of(grad.detach().float())
 
     def _unit_dim(self, spec: Spec, y: torch.Tensor) -> int:
         nd = y.ndim
         if nd <= 1:
             return 0
-        if isinstance(spec.module, CONV):
-            return max(nd - len(spec.module.kernel_size) - 1, 0)
-        if isinstance(spec.module, CHANNEL_NORM):
+        if spec.spatial:
+            return max(nd - spec.spatial - 1, 0)
+        if spec.channel_norm:
             return 1
         if spec.kind == "activation" and 1 <= self._units_from_end <= nd:
             return nd - self._units_from_end
@@ -257,12 +292,6 @@ def _runs(same: torch.Tensor) -> torch.Tensor:
     return (same.sum() - (same[1:] & same[:-1]).sum()).float()
 
 
-def moments_into(stats: list, sizes: dict[int, int], slot: int, t: torch.Tensor) -> None:
-    """Store ``t``'s mean and 2-norm at ``slot`` and ``slot + 1`` (two reductions, no temporary)."""
-    stats[slot], stats[slot + 1] = t.mean(), torch.linalg.vector_norm(t)
-    sizes[slot] = t.numel()
-
-
 def host_std(mean: float | None, l2: float | None, n: int) -> float | None:
     """Population std from a float32 mean and 2-norm: ``sqrt(l2^2 / n - mean^2)`` in float64.
 
@@ -282,22 +311,15 @@ def host_std(mean: float | None, l2: float | None, n: int) -> float | None:
 def hooked(specs: list[Spec], collector: Collector) -> Iterator[Collector]:
     """Forward pre/post hooks on every spec'd module and the collector's tensor hooks, all removed
     in ``finally`` (also when the forward or backward raises)."""
-    handles = []
-    try:
-        for spec in specs:
-            handles.append(
-                spec.module.register_forward_pre_hook(
-                    partial(collector.pre, spec), with_kwargs=True
-                )
-            )
-            handles.append(
-                spec.module.register_forward_hook(partial(collector.post, spec), with_kwargs=True)
-            )
-        yield collector
-    finally:
-        for handle in handles:
-            handle.remove()
-        collector.remove_tensor_hooks()
+    with removing() as handles:
+        try:
+            for spec in specs:
+                pre, post = partial(collector.pre, spec), partial(collector.post, spec)
+                handles.append(spec.module.register_forward_pre_hook(pre, with_kwargs=True))
+                handles.append(spec.module.register_forward_hook(post, with_kwargs=True))
+            yield collector
+        finally:
+            collector.remove_tensor_hooks()
 
 
 class FirstModule(Exception):
@@ -315,24 +337,35 @@ def probing(specs: list[Spec]) -> Iterator[None]:
     def stop(module: nn.Module, args: tuple) -> None:
         raise FirstModule(module)
 
-    handles = []
-    try:
-        handles = [spec.module.register_forward_pre_hook(stop) for spec in specs]
+    with removing() as handles:
+        for spec in specs:
+            handles.append(spec.module.register_forward_pre_hook(stop))
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
-def gather(tensors: list[torch.Tensor | None]) -> list[float | None]:
-    """Move all statistics to the host at once (one ``tolist()`` per device); None stays None."""
-    by_device: dict[torch.device, list[int]] = {}
-    for i, t in enumerate(tensors):
-        if t is not None:
-            by_device.setdefault(t.device, []).append(i)
-    out: list[float | None] = [None] * len(tensors)
-    for indices in by_device.values():
-        values = torch.stack([tensors[i].reshape(()).float() for i in indices]).tolist()
-        for i, v in zip(indices, values, strict=True):
-            out[i] = v
-    return out
+def gather(records: list[Any]) -> None:
+    """Move every tensor field of ``records`` (dataclasses, nested) to the host at once, one
+    ``tolist()`` per device, replacing each by its float in place; None stays None."""
+    slots: list[tuple[Any, str, torch.Tensor]] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, torch.Tensor):
+                slots.append((obj, f.name, value))
+            elif dataclasses.is_dataclass(value):
+                visit(value)
+
+    for record in records:
+        visit(record)
+    by_device: dict[torch.device, list[tuple[Any, str, torch.Tensor]]] = {}
+    for slot in slots:
+        by_device.setdefault(slot[2].device, []).append(slot)
+    for group in by_device.values():
+        values = torch.stack([t.reshape(()).float() for _, _, t in group]).tolist()
+        for (obj, name, _), v in zip(group, values, strict=True):
+            setattr(obj, name, v)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.parameter import is_lazy
 
+from initscope._torch import Batch, float_tensors, tensors_in
 from initscope.diagnostics._hooks import (
-    CONV,
-    EMBEDDING,
-    NORM,
     Collector,
     FirstModule,
     Spec,
+    Value,
     first_tensor,
     probing,
 )
+from initscope.graph import layer_kind
 
 Inputs = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 
@@ -48,6 +50,12 @@ def validate(
             raise TypeError(f"input_shape: expected a sequence of ints, got {input_shape!r}")
         if not input_shape or any(d <= 0 for d in input_shape):
             raise ValueError(f"input_shape: expected positive dimensions, got {tuple(input_shape)}")
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"input_shape: expected a batch, (N, ...) with the batch dimension first; got "
+                f"{tuple(input_shape)} (for one example of shape {tuple(input_shape)} pass "
+                f"(1, {', '.join(map(str, input_shape))}) or more rows)"
+            )
     if (inputs is None) == (input_shape is None):
         raise ValueError(
             "inputs / input_shape: pass exactly one: inputs= (a batch) or input_shape= "
@@ -61,6 +69,69 @@ def validate(
         raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
     if not any(True for _ in model.parameters()):
         raise ValueError(f"model: {type(model).__name__} has no parameters; nothing to diagnose")
+    if any(is_lazy(t) for t in (*model.parameters(), *model.buffers())):
+        raise ValueError(
+            f"model: {type(model).__name__} has uninitialized (lazy) parameters; run one forward "
+            "pass on a batch first so that they get their shapes"
+        )
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ValueError(
+            f"model: {type(model).__name__} has parameters on the meta device (shapes without "
+            "values); materialize it first, e.g. model.to_empty(device='cpu') and an "
+            "initialization such as initscope.initialize(model)"
+        )
+
+
+def check_batch(batch: Batch, name: str) -> None:
+    """ValueError for an empty or unbatched batch (shapes only: no host sync)."""
+    tensors = batch.tensors()
+    for t in tensors:
+        if t.numel() == 0:
+            raise ValueError(f"{name}: empty batch (a tensor of shape {tuple(t.shape)})")
+    first = tensors[0] if tensors else None
+    if first is not None and first.ndim < 2:
+        raise ValueError(
+            f"{name}: expected a batch, (N, ...) with the batch dimension first; got an "
+            f"unbatched tensor of shape {tuple(first.shape)} (add a batch dimension: "
+            "x.unsqueeze(0), or better a batch of several examples)"
+        )
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    if not tensors:
+        return None
+    return torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all().float()
+
+
+@dataclass
+class Checks:
+    """Whether the batch, the output and the objective are finite: device flags (1.0 / 0.0) until
+    :func:`initscope.diagnostics._hooks.gather` brings them to the host with the statistics."""
+
+    inputs_finite: Value = None
+    output_finite: Value = None
+    objective_finite: Value = None
+
+    @classmethod
+    def of(cls, batch: Batch, output: Any, objective: torch.Tensor) -> Checks:
+        return cls(
+            _all_finite(float_tensors(batch.tensors())),
+            _all_finite(float_tensors(output)),
+            torch.isfinite(objective.detach()).float(),
+        )
+
+    def raise_if_bad(self, has_loss_fn: bool) -> None:
+        """ValueError for NaN/inf in the batch, or a non-finite loss on a finite output.
+
+        A non-finite output from a finite batch is a finding (an exploding model), not an error.
+        """
+        if self.inputs_finite == 0.0:
+            raise ValueError("inputs: the batch contains NaN or inf")
+        if has_loss_fn and self.objective_finite == 0.0 and self.output_finite != 0.0:
+            raise ValueError(
+                "loss_fn: the loss is NaN or inf on a finite model output; check the loss and "
+                "the target"
+            )
 
 
 def _draw(
@@ -96,30 +167,26 @@ def synthetic_input(
             first = found.module
         except Exception:  # the real pass reports it, with the shape the model wanted
             first = None
-    if isinstance(first, EMBEDDING):
+    if first is not None and layer_kind(first) == "embedding" and hasattr(first, "num_embeddings"):
         return _draw(shape, generator, param.device, dtype, high=first.num_embeddings)
     return _draw(shape, generator, param.device, dtype)
 
 
-def forward(model: nn.Module, inputs: Inputs, collector: Collector) -> Any:
+def forward(model: nn.Module, batch: Batch, collector: Collector) -> Any:
     try:
-        if isinstance(inputs, Mapping):
-            return model(**inputs)
-        if isinstance(inputs, (tuple, list)):
-            return model(*inputs)
-        return model(inputs)
+        return batch.call(model)
     except Exception as exc:
-        message = _shape_message(collector, inputs)
+        message = _shape_message(collector, batch)
         if message is None:
             raise
         raise ValueError(message) from exc
 
 
-def _shape_message(collector: Collector, inputs: Inputs) -> str | None:
+def _shape_message(collector: Collector, batch: Batch) -> str | None:
     if not collector.open:
         return None
     call = collector.open[-1]
-    expected = _expected_input(call.spec.module, call.in_shape, call.in_float)
+    expected = _expected_input(call.spec, call.in_shape)
     if expected is None:
         return None
     what = f"{call.path!r} ({type(call.spec.module).__name__})"
@@ -127,14 +194,15 @@ def _shape_message(collector: Collector, inputs: Inputs) -> str | None:
     got = "no tensor" if call.in_shape is None else f"shape {call.in_shape}"
     message = f"inputs: {where} expects input of {expected} but got {got}"
     if call.index != 0:
-        first = first_tensor(inputs)
+        first = batch.first()
         message += f"; the model input had shape {tuple(first.shape) if first is not None else '?'}"
     return message
 
 
-def _expected_input(module: nn.Module, shape: tuple[int, ...] | None, is_float: bool) -> str | None:
+def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
     """What the module wants when ``shape`` does not fit it, else None (the error is elsewhere)."""
-    if isinstance(module, EMBEDDING):
+    module = spec.module
+    if spec.layer == "embedding" and hasattr(module, "num_embeddings"):
         n = module.num_embeddings
         return f"integer indices in [0, {n}) (num_embeddings={n})"
     if shape is None:
@@ -143,19 +211,21 @@ def _expected_input(module: nn.Module, shape: tuple[int, ...] | None, is_float: 
         return f"shape (*, {module.in_features}) (in_features={module.in_features})"
     if isinstance(module, nn.Bilinear) and (not shape or shape[-1] != module.in1_features):
         return f"shape (*, {module.in1_features}) (in1_features={module.in1_features})"
-    if isinstance(module, CONV):
-        n = len(module.kernel_size)
+    if spec.spatial and hasattr(module, "in_channels"):
+        n = spec.spatial
         if len(shape) not in (n + 1, n + 2) or shape[-n - 1] != module.in_channels:
             spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n, "*")
             return f"shape (N, {module.in_channels}, {spatial}) (in_channels={module.in_channels})"
         return None
-    if isinstance(module, NORM):
+    if spec.layer == "norm":
         if isinstance(module, nn.GroupNorm):
             want, where = (module.num_channels,), "channels"
         elif hasattr(module, "num_features"):
             want, where = (module.num_features,), "channels"
-        else:
+        elif hasattr(module, "normalized_shape"):
             want, where = tuple(module.normalized_shape), "trailing"
+        else:
+            return None
         if where == "channels" and (len(shape) < 2 or shape[1] != want[0]):
             return f"shape (N, {want[0]}, *) ({want[0]} channels)"
         if where == "trailing" and tuple(shape[-len(want) :]) != want:
@@ -170,12 +240,14 @@ def _expected_input(module: nn.Module, shape: tuple[int, ...] | None, is_float: 
     return None
 
 
-def objective(
+def objective_of(
     output: Any,
     loss_fn: Callable[..., torch.Tensor] | None,
     target: Any,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
+    """The scalar to differentiate: the loss, or ``<y, g>`` with ``y`` the first floating-point
+    output tensor that depends on the parameters (an integer output before it is skipped)."""
     if loss_fn is not None:
         loss = loss_fn(output, target) if target is not None else loss_fn(output)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -183,8 +255,8 @@ def objective(
         if not loss.requires_grad:
             raise ValueError("loss_fn: the loss does not depend on the model's parameters")
         return loss.reshape(())
-    y = first_tensor(output)
-    if y is None or not y.is_floating_point() or not y.requires_grad:
+    y = next((t for t in tensors_in(output) if t.is_floating_point() and t.requires_grad), None)
+    if y is None:
         raise ValueError(
             "model: its output has no floating-point tensor that depends on the parameters; "
             "pass loss_fn= to say what to differentiate"

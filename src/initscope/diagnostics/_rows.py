@@ -9,17 +9,21 @@ the next weight layer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from initscope.diagnostics._hooks import CONV, TRANSPOSED, Call, Spec
+from initscope.diagnostics._hooks import Call, ModuleStats, Spec
 from initscope.init._fans import Fans, fans
+from initscope.report._rules import Role
 from initscope.theory import Moments, moments
 
 
-def _fans(spec: Spec) -> Fans | None:
+def fans_of(spec: Spec) -> Fans | None:
+    """The fans of the module's main weight; reads the weight (a parametrization computes it), so
+    call it under the state guard."""
     if spec.kind in ("weight", "embedding"):
         name = "weight"
     elif spec.kind == "attention":
@@ -36,8 +40,31 @@ def _fans(spec: Spec) -> Fans | None:
     return fans(spec.module, name)
 
 
-def _strides(module: nn.Module) -> int:
-    return math.prod(module.stride) if isinstance(module, CONV) else 1
+@dataclass(frozen=True)
+class _Host:
+    """One call's statistics on the host, named."""
+
+    in_mean: float | None
+    in_std: float | None
+    out_mean: float | None
+    out_std: float | None
+    grad_std: float | None
+    dead: float | None
+    saturated: float | None
+    groups: float | None
+
+    @classmethod
+    def of(cls, call: Call) -> _Host:
+        s = call.stats
+        return cls(
+            s.inp.mean, s.inp.std(), s.out.mean, s.out.std(), s.grad.std(), s.dead, s.saturated,
+            s.groups,
+        )  # fmt: skip
+
+
+def _strides(spec: Spec) -> int:
+    stride = getattr(spec.module, "stride", 1) if spec.spatial else 1
+    return math.prod(stride) if isinstance(stride, tuple) else 1
 
 
 def _nan(x: float | None) -> float:
@@ -56,13 +83,18 @@ def _act_moments(spec: Spec, mean: float, std: float) -> Moments | None:
         return None
 
 
-def _predicted(spec: Spec, fan: Fans | None, c: dict, mod: dict) -> float | None:
-    in_mean, in_std, w_std = c["in_mean"], c["in_std"], mod["weight_std"]
-    if spec.kind == "weight" and not isinstance(spec.module, nn.Bilinear):
+def _bias_var(mod: ModuleStats) -> float:
+    b = mod.bias.std()
+    return 0.0 if b is None else b * b
+
+
+def _predicted(spec: Spec, fan: Fans | None, c: _Host, mod: ModuleStats) -> float | None:
+    in_mean, in_std, w_std = c.in_mean, c.in_std, mod.weight.std()
+    if spec.kind == "weight" and spec.layer != "bilinear":
         if fan is None or not _usable(in_mean, in_std, w_std):
             return None
-        fan_in = fan.fan_in / (_strides(spec.module) if isinstance(spec.module, TRANSPOSED) else 1)
-        return math.sqrt(fan_in * w_std**2 * (in_mean**2 + in_std**2) + (mod["bias_var"] or 0.0))
+        fan_in = fan.fan_in / (_strides(spec) if spec.layer == "conv_transpose" else 1)
+        return math.sqrt(fan_in * w_std**2 * (in_mean**2 + in_std**2) + _bias_var(mod))
     if spec.kind == "embedding":
         return w_std
     if spec.kind == "activation" and _usable(in_mean, in_std):
@@ -74,7 +106,7 @@ def _predicted(spec: Spec, fan: Fans | None, c: dict, mod: dict) -> float | None
 
 
 def _ratio(measured: float | None, predicted: float | None) -> float | None:
-    if measured is None or not _usable(predicted) or predicted <= 0:
+    if measured is None or predicted is None or not math.isfinite(predicted) or predicted <= 0:
         return None
     return measured / predicted
 
@@ -84,7 +116,7 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def _predicted_grad(
-    i: int, calls: list[Call], per_call: list[dict], per_module: dict, fans_of: dict
+    i: int, calls: list[Call], host: list[_Host], modules: dict, fans: dict
 ) -> float | None:
     """Backward equation one step down from the next weight layer, through the activations between.
 
@@ -93,48 +125,72 @@ def _predicted_grad(
     also feeds a residual add is not seen).
     """
     factor = 1.0
-    prev = per_call[i]
+    prev = host[i]
     for j in range(i + 1, len(calls)):
-        spec, c = calls[j].spec, per_call[j]
-        if not (_same(c["in_mean"], prev["out_mean"]) and _same(c["in_std"], prev["out_std"])):
+        spec, c = calls[j].spec, host[j]
+        if not (_same(c.in_mean, prev.out_mean) and _same(c.in_std, prev.out_std)):
             return None
         if spec.kind == "activation":
-            if not _usable(c["in_mean"], c["in_std"]) or c["in_std"] == 0:
+            if not _usable(c.in_mean, c.in_std) or c.in_std == 0:
                 return None
-            m = _act_moments(spec, c["in_mean"], c["in_std"])
+            m = _act_moments(spec, c.in_mean, c.in_std)
             if m is None:
                 return None
             factor *= m.deriv_second
             prev = c
             continue
-        if spec.kind != "weight" or isinstance(spec.module, nn.Bilinear):
+        if spec.kind != "weight" or spec.layer == "bilinear":
             return None
-        fan, w_std, grad = (
-            fans_of[id(spec.module)],
-            per_module[id(spec.module)]["weight_std"],
-            c["grad_std"],
-        )
+        fan, w_std, grad = fans[id(spec.module)], modules[id(spec.module)].weight.std(), c.grad_std
         if fan is None or not _usable(w_std, grad):
             return None
-        fan_out = fan.fan_out / (
-            _strides(spec.module) if not isinstance(spec.module, TRANSPOSED) else 1
-        )
+        fan_out = fan.fan_out / (_strides(spec) if spec.layer != "conv_transpose" else 1)
         return grad * math.sqrt(fan_out * w_std**2 * factor)
     return None
 
 
-def layer_rows(calls: list[Call], per_call: list[dict], per_module: dict) -> list[dict[str, Any]]:
-    fans_of = {id(c.spec.module): _fans(c.spec) for c in calls}
+def roles(calls: list[Call]) -> list[Role]:
+    """``"head"`` for the weight rows that read out the model rather than carry its depth.
+
+    A model whose first weight layer reads a batch of sequences or images (input of 3 or more
+    dimensions): its trailing weight rows with a 2-D input, after pooling or a token pick to one
+    vector per example. Any model: the last weight row when its output width differs from the
+    weight row before it (a classifier or vocabulary projection). Everything else is ``"body"``.
+    """
+    out: list[Role] = ["body"] * len(calls)
+    weights = [i for i, c in enumerate(calls) if c.spec.kind == "weight" and c.in_shape]
+    if len(weights) < 2:
+        return out
+    if len(calls[weights[0]].in_shape or ()) >= 3:
+        for i in reversed(weights):
+            if len(calls[i].in_shape or ()) != 2:
+                break
+            out[i] = "head"
+    last, before = calls[weights[-1]], calls[weights[-2]]
+    if (
+        out[weights[-1]] == "body"
+        and last.spec.layer == "linear"
+        and last.out_shape
+        and before.out_shape
+        and last.out_shape[-1] != before.out_shape[-1]
+    ):
+        out[weights[-1]] = "head"
+    return out
+
+
+def layer_rows(
+    calls: list[Call], modules: dict[int, ModuleStats], fans: dict[int, Fans | None]
+) -> list[dict[str, Any]]:
+    host = [_Host.of(call) for call in calls]
+    role = roles(calls)
     rows = []
     for i, call in enumerate(calls):
-        spec, c, mod = call.spec, per_call[i], per_module[id(call.spec.module)]
-        fan = fans_of[id(spec.module)]
+        spec, c, mod = call.spec, host[i], modules[id(call.spec.module)]
+        fan = fans[id(spec.module)]
         predicted = _predicted(spec, fan, c, mod)
-        groups = mod["groups"] if spec.kind in ("weight", "embedding") else c["groups"]
+        groups = mod.groups if spec.kind in ("weight", "embedding") else c.groups
         grad_pred = (
-            _predicted_grad(i, calls, per_call, per_module, fans_of)
-            if spec.kind == "weight"
-            else None
+            _predicted_grad(i, calls, host, modules, fans) if spec.kind == "weight" else None
         )
         rows.append(
             {
@@ -143,20 +199,22 @@ def layer_rows(calls: list[Call], per_call: list[dict], per_module: dict) -> lis
                 "type": type(spec.module).__name__,
                 "kind": spec.kind,
                 "fans": fan,
-                "weight_std": mod["weight_std"],
-                "in_mean": _nan(c["in_mean"]),
-                "in_std": _nan(c["in_std"]),
-                "out_mean": _nan(c["out_mean"]),
-                "out_std": _nan(c["out_std"]),
-                "grad_out_std": c["grad_std"],
-                "weight_grad_std": mod["grad_std"],
-                "dead_fraction": c["dead"],
-                "saturated_fraction": c["saturated"],
+                "weight_std": mod.weight.std(),
+                "in_mean": _nan(c.in_mean),
+                "in_std": _nan(c.in_std),
+                "out_mean": _nan(c.out_mean),
+                "out_std": _nan(c.out_std),
+                "grad_out_std": c.grad_std,
+                "weight_grad_std": mod.grad.std(),
+                "dead_fraction": c.dead,
+                "saturated_fraction": c.saturated,
                 "identical_groups": int(groups or 0),
                 "predicted_std": predicted,
-                "ratio": _ratio(c["out_std"], predicted),
+                "ratio": _ratio(c.out_std, predicted),
                 "predicted_grad_std": grad_pred,
-                "grad_ratio": _ratio(c["grad_std"], grad_pred),
+                "grad_ratio": _ratio(c.grad_std, grad_pred),
+                "role": role[i],
+                "chained": call.chained,
             }
         )
     return rows

@@ -42,6 +42,7 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
             raise ValueError(f"{name}: contains inf or nan")
     a = a - a.mean(0)
     b = b - b.mean(0)
+
     # ||A^T A||_F computed as ||A A^T||_F when n < p: the same value, a smaller matrix.
     def gram_norm(t: Tensor) -> Tensor:
         g = t @ t.T if t.shape[0] < t.shape[1] else t.T @ t

@@ -18,9 +18,10 @@ from typing import Any, Literal
 
 from torch import nn
 
+from initscope._torch import state_guard
+from initscope.activations import Activation
 from initscope.graph import _build as gb
 from initscope.graph._analysis import LayerKind, NormKind, analyze, layer_kind, norm_kind
-from initscope.activations import Activation
 
 __all__ = ["Layer", "LayerKind", "NormKind", "inspect_model", "layer_kind", "norm_kind"]
 
@@ -151,7 +152,8 @@ def inspect_model(
         return _layers(analyze(model, nodes))
     if trace != "record":
         try:
-            nodes = gb.from_fx(model)
+            with state_guard(model):  # tracing runs Python code that may write buffers in place
+                nodes = gb.from_fx(model)
         except Exception as exc:
             if trace == "fx" or example_input is None:
                 raise ValueError(

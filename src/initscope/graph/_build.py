@@ -20,6 +20,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from initscope._torch import Batch, removing, state_guard
+
 __all__ = ["Node", "Ref", "from_fx", "from_recording", "is_leaf"]
 
 # Calls that only read metadata: they carry no signal and are not data-flow edges.
@@ -222,8 +224,6 @@ class _Recorder(TorchFunctionMode):
 
 @contextlib.contextmanager
 def _leaf_hooks(model: nn.Module, b: _Builder) -> Iterator[None]:
-    handles = []
-
     def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if b.depth == 0:
             b.pending.append((b.inputs_of(args, kwargs), b.ref(args), b.ref(kwargs)))
@@ -238,57 +238,30 @@ def _leaf_hooks(model: nn.Module, b: _Builder) -> Iterator[None]:
 
         return post
 
-    try:
+    with removing() as handles:
         for path, m in model.named_modules():
             if is_leaf(m):
                 handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
                 handles.append(m.register_forward_hook(make_post(path), with_kwargs=True))
         yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@contextlib.contextmanager
-def _untouched(model: nn.Module) -> Iterator[None]:
-    """Run in train mode (torch's fused Transformer fast path is off there) and leave no trace:
-    modes, buffers (BatchNorm statistics) and the random state are restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-
-
-def _call(model: nn.Module, example_input: Any) -> Any:
-    if isinstance(example_input, dict):
-        return model(**example_input)
-    if isinstance(example_input, (tuple, list)):
-        return model(*example_input)
-    return model(example_input)
 
 
 def from_recording(model: nn.Module, example_input: Any) -> list[Node]:
-    """Record one real forward of ``model`` on ``example_input``, in train mode (eval mode if
-    train mode raises, e.g. BatchNorm on a batch of one), leaving the model as it was."""
+    """Record one real forward of ``model`` on ``example_input`` (the model-input convention of
+    :class:`initscope._torch.Batch`), in train mode (torch's fused Transformer fast path is off
+    there; eval mode if train mode raises, e.g. BatchNorm on a batch of one), leaving the model as
+    it was (:func:`initscope._torch.state_guard`)."""
     first_error: Exception | None = None
     for train in (True, False):
         b = _Builder()
         try:
-            with _untouched(model):
+            with state_guard(model), torch.no_grad():
                 model.train(train)
                 for t in tree_flatten(example_input)[0]:
                     if isinstance(t, torch.Tensor):
                         b.add("input", "input", t)
                 with _leaf_hooks(model, b), _Recorder(b):
-                    out = _call(model, example_input)
+                    out = Batch.of(example_input).call(model)
         except Exception as exc:  # retried in eval mode, then re-raised
             first_error = first_error or exc
             continue

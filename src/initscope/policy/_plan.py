@@ -389,7 +389,11 @@ def plan(
             f"zero_init_residual: expected a bool, got {type(zero_init_residual).__name__}"
         )
     if preset == "lsuv":
-        data = example_input if data is None else data
+        from initscope._torch import Batch
+
+        # example_input follows the model-input convention (a tuple is model(*x)); lsuv reads a
+        # tuple as (inputs, targets), so it gets the input as an explicit Batch
+        data = Batch.of(example_input) if data is None and example_input is not None else data
         if data is None:
             raise ValueError(
                 "preset 'lsuv' needs data=: a batch the model accepts, to measure "

@@ -1,19 +1,18 @@
 """The result of :func:`initscope.diagnose`: per-layer statistics, verdicts, and their views
-(:mod:`initscope.report.views`)."""
+(:mod:`initscope.report.views`, which read the records and never the other way)."""
 
-from initscope.report._report import (
+from initscope.report._report import LayerStats, Report, compare
+from initscope.report._rules import (
     DEAD_LIMIT,
     DEPTH_MIN,
     KINDS,
     LOG2_LIMIT,
     SATURATED_LIMIT,
     SATURATION_MARGIN,
+    TREND_MIN,
     VERDICTS,
     Kind,
-    LayerStats,
-    Report,
     Verdict,
-    compare,
 )
 
 __all__ = [
@@ -23,6 +22,7 @@ __all__ = [
     "LOG2_LIMIT",
     "SATURATED_LIMIT",
     "SATURATION_MARGIN",
+    "TREND_MIN",
     "VERDICTS",
     "Kind",
     "LayerStats",

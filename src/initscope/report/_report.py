@@ -1,11 +1,27 @@
-"""The result of :func:`initscope.diagnose`: per-layer statistics, a verdict, and its views.
+"""The result of :func:`initscope.diagnose`: per-layer statistics and a verdict (the records).
 
-A :class:`Report` holds numbers only; the views (``print(report)`` as a rich table,
-:meth:`Report.to_dict` / :meth:`Report.to_json`, :meth:`Report.plot`, :meth:`Report.to_html` and
-:func:`compare`) read them and compute nothing new. matplotlib and rich are imported inside the
-views.
+A :class:`Report` holds numbers only; the views in :mod:`initscope.report.views` (a rich table,
+plain text, a matplotlib figure, HTML, :func:`compare`) read them and compute nothing new; they are
+loaded, with matplotlib and rich, when a view is asked for. The thresholds live in
+:mod:`initscope.report._rules`.
 
-Verdict rules (constants below; the first rule that fires wins, for the model and for each row):
+Which rows judge depth. The weight layers (Linear, Conv*, ConvTranspose*, Bilinear) split into
+the **body** and the **head** (``LayerStats.role``, set by :func:`initscope.diagnose`): the head
+is what reads the model out, not its depth: the rows after pooling or a token pick to one vector
+per example, and a last Linear whose width differs from the layer before it (a classifier or
+vocabulary projection). Embeddings are their own kind. Head and embedding rows are reported on
+their own rows but never fitted into a trend: global average pooling over ``H W`` positions
+divides the per-element gradient by ``H W`` (``dL/dx[c, h, w] = dL/dy[c] / (H W)``), a step of
+``log2(H W)`` bits that depends on the resolution, not on the depth. A weight row whose output
+feeds a normalization directly (``chained``: the norm's input is that output, unchanged) is
+judged by the norm's output and gradient (``judged_at``): a pre-BatchNorm convolution's own scale
+is undone by the norm. Exact zeros are by design, not a trend: a row whose judged output std or
+gradient std is exactly 0 (a zero-initialized layer, and the rows whose gradient flows only
+through it) is left out of that fit and says so in ``note``, never clamped. A row whose output does
+not reach the objective has no gradient (``grad_out_std`` None) and says why. Fewer than
+``TREND_MIN = 3`` usable body rows: the trend is n/a (nan).
+
+Verdict rules (the first rule that fires wins, for the model and for each row):
 
 1. ``symmetric``: a row has a group of identical units (``identical_groups > 0``): identical
    non-zero weight rows (weight layers; Embedding columns) or identical non-constant outputs across
@@ -13,15 +29,13 @@ Verdict rules (constants below; the first rule that fires wins, for the model an
    the row before, where the weight rows of that row already show it; norms map identical units
    to identical units and are not checked). Constant initialization: the units receive the same
    gradients and stay copies of each other (the symmetry problem).
-2. ``exploding`` / ``vanishing`` (the model needs ``DEPTH_MIN = 10`` weight layers): the model when
-   ``forward_log2 = log2(out_std[last] / out_std[first])`` over its weight layers lies beyond
+2. ``exploding`` / ``vanishing`` (the model needs ``DEPTH_MIN = 10`` body weight layers): the model
+   when ``forward_log2 = log2(out_std[last] / out_std[first])`` over the body lies beyond
    ``+-LOG2_LIMIT = 2`` (a factor 4), else when the least-squares trend of ``log2(grad_out_std)``
-   across the weight layers, toward the input, changes by more than ``+-2`` over the stack (a trend,
-   not the end points, so that one width change at a classifier head, which under fan-in
-   initialization scales the gradient once by ``sqrt(fan_out / fan_in)``, is not read as a trend).
-   A weight layer gets this verdict when its own ``log2(out_std / out_std[first])`` lies beyond
-   ``+-2``. A non-finite (inf/nan) ``out_std`` or gradient std of a weight layer is ``exploding`` at
-   any depth.
+   across the body, toward the input, changes by more than ``+-2`` over the stack (a trend, not the
+   end points, so that one width change is not read as a trend). A body row gets this verdict when
+   its own ``log2(out_std / out_std[first])`` lies beyond ``+-2``. A non-finite (inf/nan)
+   ``out_std`` or gradient std of any weight layer is ``exploding`` at any depth.
 3. ``dead``: an activation row with ``dead_fraction > DEAD_LIMIT = 0.5`` (more than half its units
    are exactly zero for the whole batch). Weight layers report ``dead_fraction`` (outputs
    identically zero, e.g. a zero-initialized last layer of a residual branch) without it setting
@@ -41,24 +55,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
+
+from initscope.report._format import signed
+from initscope.report._rules import (
+    DEAD_LIMIT,
+    DEPTH_MIN,
+    LOG2_LIMIT,
+    SATURATED_LIMIT,
+    TREND_MIN,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from initscope.init._fans import Fans
-
-Verdict = Literal["healthy", "exploding", "vanishing", "dead", "saturated", "symmetric"]
-Kind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
-VERDICTS: tuple[str, ...] = get_args(Verdict)
-KINDS: tuple[str, ...] = get_args(Kind)
-
-DEPTH_MIN = 10
-LOG2_LIMIT = 2.0
-DEAD_LIMIT = 0.5
-SATURATED_LIMIT = 0.5
-SATURATION_MARGIN = 0.01
 
 _STAT_FIELDS = (
     "weight_std",
@@ -96,6 +108,11 @@ class LayerStats:
     ``grad_out_std[l+1] * sqrt(fan_out[l+1] * Var(W[l+1]) * prod E[f'(z)^2])`` over the activation
     modules in between, given only when the rows between form a chain (each input is the previous
     output); ``grad_ratio`` is ``grad_out_std / predicted_grad_std``.
+
+    ``role``: ``"body"`` or ``"head"`` (weight rows; see the module docstring); ``chained``: the
+    input is the previous row's output, unchanged; ``judged_at``: the path of the normalization
+    whose output judges this weight row; ``note``: why a row is left out of a trend (``head``,
+    ``zero-initialized (by design)``, no gradient).
     """
 
     index: int
@@ -118,6 +135,10 @@ class LayerStats:
     verdict: str
     predicted_grad_std: float | None = None
     grad_ratio: float | None = None
+    role: str = "body"
+    chained: bool = False
+    judged_at: str | None = None
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python values (``fans`` as a dict or None)."""
@@ -128,15 +149,17 @@ class LayerStats:
 class Report:
     """What one forward and backward pass showed, layer by layer, with a verdict.
 
-    ``forward_log2 = log2(out_std[last] / out_std[first])`` over the weight layers (their outputs
-    are pre-activations); ``backward_log2 = log2(grad_out_std[first] / grad_out_std[last])``
-    (positive when gradients grow toward the input). ``forward_slope`` / ``backward_slope`` are
-    least-squares slopes of ``log2(out_std)`` and ``log2(grad_out_std)`` per weight layer (the
-    backward one counted toward the input). ``forward_gains[l] = out_std[l] / out_std[l-1]`` and
-    ``backward_gains[l] = grad_out_std[l-1] / grad_out_std[l]`` per weight layer (None for the
-    first).
-    Zero stds are clamped to ``2**-126`` inside the logarithms. See the module docstring for the
-    verdict rules. Build one with :func:`initscope.diagnose`.
+    ``forward_log2 = log2(out_std[last] / out_std[first])`` over the body's weight layers (their
+    outputs are pre-activations; judged after a normalization that follows directly);
+    ``backward_log2 = log2(grad_out_std[first] / grad_out_std[last])`` (positive when gradients
+    grow toward the input). ``forward_slope`` / ``backward_slope`` are least-squares slopes of
+    ``log2(out_std)`` and ``log2(grad_out_std)`` per body weight layer (the backward one counted
+    toward the input). Rows with an exact zero or no gradient are left out of the fit, never
+    clamped; fewer than 3 usable rows give nan (printed ``n/a``); an infinite body output gives
+    ``forward_log2 = inf``. ``forward_gains[l] = out_std[l] / out_std[l-1]`` and
+    ``backward_gains[l] = grad_out_std[l-1] / grad_out_std[l]`` per weight layer, raw (None for
+    the first). See the module docstring for the verdict rules. Build one with
+    :func:`initscope.diagnose`.
     """
 
     layers: list[LayerStats]
@@ -152,24 +175,26 @@ class Report:
 
     @classmethod
     def from_measurements(cls, rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> Report:
-        """Judge measured rows (LayerStats fields except ``verdict``) and build the report."""
+        """Judge measured rows (LayerStats fields except ``verdict``, ``judged_at`` and ``note``)
+        and build the report."""
         stats = [LayerStats(**row, verdict="healthy") for row in rows]
         weights = [s for s in stats if s.kind == "weight"]
-        out = [s.out_std for s in weights]
-        grads = [s.grad_out_std for s in weights]
-        forward_log2 = _log2_ratio(out[-1], out[0]) if out else math.nan
-        backward_log2 = (
-            _log2_ratio(grads[0], grads[-1])
-            if grads and grads[0] is not None and grads[-1] is not None
-            else math.nan
-        )
+        body = [s for s in weights if s.role == "body"]
+        judged = {id(s): _judge(stats, k) for k, s in enumerate(stats) if s.kind == "weight"}
+        out = [judged[id(s)][0] for s in body]
+        grads = [judged[id(s)][1] for s in body]
+        forward_log2 = _end_to_end(out, forward=True)
+        backward_log2 = _end_to_end(grads, forward=False)
         forward_slope = _slope(out)
         backward_slope = -_slope(grads)
-        deep = len(weights) >= DEPTH_MIN
-        first = out[0] if out else math.nan
+        deep = len(body) >= DEPTH_MIN
+        first = next((v for v in out if _positive(v)), math.nan)
         for s in stats:
-            s.verdict = _layer_verdict(s, first, deep)
-        verdict, reason = _model_verdict(stats, weights, forward_log2, backward_slope, deep)
+            s.note = _note(s, judged.get(id(s)))
+            s.verdict = _layer_verdict(s, judged.get(id(s)), first, deep)
+        verdict, reason = _model_verdict(stats, body, forward_log2, backward_slope, deep)
+        raw_out = [s.out_std for s in weights]
+        raw_grads = [s.grad_out_std for s in weights]
         return cls(
             layers=stats,
             verdict=verdict,
@@ -178,10 +203,16 @@ class Report:
             backward_log2=backward_log2,
             forward_slope=forward_slope,
             backward_slope=backward_slope,
-            forward_gains=[None] + [_ratio(b, a) for a, b in zip(out, out[1:], strict=False)],
-            backward_gains=[None] + [_ratio(a, b) for a, b in zip(grads, grads[1:], strict=False)],
+            forward_gains=[None]
+            + [_ratio(b, a) for a, b in zip(raw_out, raw_out[1:], strict=False)],
+            backward_gains=[None]
+            + [_ratio(a, b) for a, b in zip(raw_grads, raw_grads[1:], strict=False)],
             meta=dict(meta),
         )
+
+    def body_layers(self) -> list[LayerStats]:
+        """The weight rows whose trend the depth verdicts judge (``role == "body"``)."""
+        return [s for s in self.layers if s.kind == "weight" and s.role == "body"]
 
     def weight_layers(self) -> list[LayerStats]:
         """The rows of kind ``"weight"`` (Linear, Conv*, ConvTranspose*, Bilinear), in order."""
@@ -300,15 +331,39 @@ def _stat_items(s: LayerStats) -> list[tuple[str, float]]:
     return items
 
 
-_TINY = 2.0**-126
+def _judge(stats: list[LayerStats], k: int) -> tuple[float, float | None]:
+    """(out std, gradient std) that judge weight row ``k``: those of a normalization that reads
+    its output directly, else its own; records the norm's path in ``judged_at``."""
+    s = stats[k]
+    nxt = stats[k + 1] if k + 1 < len(stats) else None
+    if nxt is not None and nxt.kind == "norm" and nxt.chained:
+        s.judged_at = nxt.path
+        grad = nxt.grad_out_std if nxt.grad_out_std is not None else s.grad_out_std
+        return nxt.out_std, grad
+    return s.out_std, s.grad_out_std
 
 
-def _log2_ratio(a: float, b: float) -> float:
-    if math.isnan(a) or math.isnan(b) or (math.isinf(a) and math.isinf(b)):
+def _positive(v: float | None) -> bool:
+    return v is not None and math.isfinite(v) and v > 0
+
+
+def _points(values: Sequence[float | None]) -> list[tuple[int, float]]:
+    """``(position, log2 value)`` of the usable values: finite and > 0 (exact zeros left out)."""
+    return [(i, math.log2(v)) for i, v in enumerate(values) if v is not None and _positive(v)]
+
+
+def _end_to_end(values: Sequence[float | None], forward: bool) -> float:
+    """``log2(last / first)`` forward, ``log2(first / last)`` backward, over the usable values;
+    inf when one is infinite (forward), nan when one is nan or fewer than TREND_MIN are usable."""
+    if any(v is not None and math.isnan(v) for v in values):
         return math.nan
-    if math.isinf(a) or math.isinf(b):
-        return math.inf if math.isinf(a) else -math.inf
-    return math.log2(max(a, _TINY) / max(b, _TINY))
+    if any(v is not None and math.isinf(v) for v in values):
+        return math.inf if forward else math.nan
+    points = _points(values)
+    if len(points) < TREND_MIN:
+        return math.nan
+    change = points[-1][1] - points[0][1]
+    return change if forward else -change
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -318,12 +373,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _slope(values: Sequence[float | None]) -> float:
-    points = [
-        (i, math.log2(max(v, _TINY)))
-        for i, v in enumerate(values)
-        if v is not None and math.isfinite(v)
-    ]
-    if len(points) < 2:
+    points = _points(values)
+    if len(points) < TREND_MIN:
         return math.nan
     n = len(points)
     mx = sum(i for i, _ in points) / n
@@ -336,14 +387,35 @@ def _finite(value: float | None) -> bool:
     return value is None or math.isfinite(value)
 
 
-def _layer_verdict(s: LayerStats, first_out_std: float, deep: bool) -> str:
+def _note(s: LayerStats, judged: tuple[float, float | None] | None) -> str:
+    if judged is None:
+        return ""
+    out, grad = judged
+    notes = []
+    if s.role == "head":
+        notes.append("head: reported, not fitted")
+    if s.weight_std == 0:
+        notes.append("zero-initialized (by design): weights all 0, left out of the fit")
+    elif out == 0:
+        notes.append("output exactly 0: left out of the forward fit")
+    if grad is None:
+        notes.append("no gradient: its output does not reach the objective")
+    elif grad == 0 and s.weight_std != 0:
+        notes.append("gradient exactly 0 (behind a zero-initialized layer): left out of the fit")
+    return "; ".join(notes)
+
+
+def _layer_verdict(
+    s: LayerStats, judged: tuple[float, float | None] | None, first: float, deep: bool
+) -> str:
     if s.identical_groups > 0:
         return "symmetric"
-    if s.kind == "weight":
+    if judged is not None:
         if not (math.isfinite(s.out_std) and _finite(s.grad_out_std)):
             return "exploding"
-        if deep:
-            drift = _log2_ratio(s.out_std, first_out_std)
+        out = judged[0]
+        if deep and s.role == "body" and _positive(out) and _positive(first):
+            drift = math.log2(out / first)
             if drift > LOG2_LIMIT:
                 return "exploding"
             if drift < -LOG2_LIMIT:
@@ -356,9 +428,24 @@ def _layer_verdict(s: LayerStats, first_out_std: float, deep: bool) -> str:
     return "healthy"
 
 
+def _left_out(stats: list[LayerStats]) -> str:
+    """The rows left out of the fits, as a parenthetical for the reason."""
+    parts = []
+    for label, rows in (
+        ("head", [s for s in stats if s.kind == "weight" and s.role == "head"]),
+        ("zero-initialized", [s for s in stats if s.weight_std == 0 and s.kind == "weight"]),
+        ("no gradient", [s for s in stats if "no gradient" in s.note]),
+        ("zero gradient", [s for s in stats if "gradient exactly 0" in s.note]),
+    ):
+        if rows:
+            shown = ", ".join(repr(s.path) for s in rows[:3]) + (", ..." if len(rows) > 3 else "")
+            parts.append(f"{label}: {shown}")
+    return f"; not fitted: {'; '.join(parts)}" if parts else ""
+
+
 def _model_verdict(
     stats: list[LayerStats],
-    weights: list[LayerStats],
+    body: list[LayerStats],
     forward_log2: float,
     backward_slope: float,
     deep: bool,
@@ -370,25 +457,31 @@ def _model_verdict(
             f"{len(symmetric)} row(s) have groups of identical units, first {s.path!r} "
             f"({s.type}) with {s.identical_groups} group(s): the units compute and learn the same"
         )
-    bad = [s for s in weights if not (math.isfinite(s.out_std) and _finite(s.grad_out_std))]
+    bad = [
+        s
+        for s in stats
+        if s.kind == "weight" and not (math.isfinite(s.out_std) and _finite(s.grad_out_std))
+    ]
     if bad:
         s = bad[0]
         return "exploding", f"{s.path!r} ({s.type}) has a non-finite output or gradient std"
-    n = len(weights)
+    n = len(body)
+    left_out = _left_out(stats)
+    trend = backward_slope * (n - 1)
     if deep:
-        rule = f"rule: beyond +-{LOG2_LIMIT:g} at >= {DEPTH_MIN} weight layers"
+        rule = f"rule: beyond +-{LOG2_LIMIT:g} at >= {DEPTH_MIN} body weight layers"
         if abs(forward_log2) > LOG2_LIMIT:
             word = "exploding" if forward_log2 > 0 else "vanishing"
             return word, (
                 f"log2 of the pre-activation std changes by {forward_log2:+.2f} from "
-                f"{weights[0].path!r} to {weights[-1].path!r} over {n} weight layers ({rule})"
+                f"{body[0].path!r} to {body[-1].path!r} over {n} body weight layers "
+                f"({rule}){left_out}"
             )
-        trend = backward_slope * (n - 1)
         if math.isfinite(trend) and abs(trend) > LOG2_LIMIT:
             word = "exploding" if trend > 0 else "vanishing"
             return word, (
                 f"the fitted log2 of the gradient std changes by {trend:+.2f} toward the input "
-                f"over {n} weight layers ({rule})"
+                f"over {n} body weight layers ({rule}){left_out}"
             )
     for word, attr, limit, what in (
         ("dead", "dead_fraction", DEAD_LIMIT, "units zero for the whole batch"),
@@ -401,16 +494,15 @@ def _model_verdict(
                 f"{len(rows)} activation row(s) are {word}, worst {s.path!r} ({s.type}) with "
                 f"{getattr(s, attr):.0%} of its {what} (rule: > {limit:.0%})"
             )
-    depth_note = "" if deep else f" (the depth rules need >= {DEPTH_MIN} weight layers, found {n})"
-    return "healthy", (
-        f"no rule fired: forward log2 {_signed(forward_log2)}, gradient trend "
-        f"{_signed(backward_slope * max(n - 1, 0))} over {n} weight layers{depth_note}"
+    depth_note = (
+        "" if deep else f" (the depth rules need >= {DEPTH_MIN} body weight layers, found {n})"
     )
-
-
-def _signed(x: float, digits: int = 2) -> str:
-    """``+1.23`` / ``-0.50``; ``n/a`` for nan (fewer than two weight layers, no gradient)."""
-    return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"
+    return "healthy", (
+        f"no rule fired: forward log2 {signed(forward_log2)}, gradient trend "
+        f"{signed(trend if n > 1 else math.nan)} over {n} body weight layer{'' if n == 1 else 's'}"
+        f"{depth_note}"
+        f"{left_out}"
+    )
 
 
 def _json_safe(value: Any) -> Any:

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from initscope.report._report import (
+from initscope.report._format import num, pct, signed
+from initscope.report._report import LayerStats, Report
+from initscope.report._rules import (
     DEAD_LIMIT,
     DEPTH_MIN,
     LOG2_LIMIT,
     SATURATED_LIMIT,
     SATURATION_MARGIN,
-    LayerStats,
-    Report,
-    _signed,
 )
 
 if TYPE_CHECKING:
@@ -56,19 +55,8 @@ _COLUMNS = (
     "sat",
     "ident",
     "verdict",
+    "note",
 )
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if math.isnan(x):
-        return "nan"
-    return f"{x:.3g}"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
 
 
 def _cells(s: LayerStats) -> list[str]:
@@ -78,28 +66,29 @@ def _cells(s: LayerStats) -> list[str]:
         s.path,
         s.type,
         fans,
-        _num(s.weight_std),
-        _num(s.in_std),
-        _num(s.out_std),
-        _num(s.predicted_std),
-        _num(s.ratio),
-        _num(s.grad_out_std),
-        _num(s.predicted_grad_std),
-        _num(s.weight_grad_std),
-        _pct(s.dead_fraction),
-        _pct(s.saturated_fraction),
+        num(s.weight_std),
+        num(s.in_std),
+        num(s.out_std),
+        num(s.predicted_std),
+        num(s.ratio),
+        num(s.grad_out_std),
+        num(s.predicted_grad_std),
+        num(s.weight_grad_std),
+        pct(s.dead_fraction),
+        pct(s.saturated_fraction),
         str(s.identical_groups),
         s.verdict,
+        s.note,
     ]
 
 
 def _summary_lines(report: Report) -> list[str]:
     meta = report.meta
     lines = [
-        f"forward log2 {_signed(report.forward_log2)} "
-        f"(slope {_signed(report.forward_slope, 3)} per weight layer) · backward log2 "
-        f"{_signed(report.backward_log2)} (slope {_signed(report.backward_slope, 3)}) · "
-        f"{len(report.weight_layers())} weight layers",
+        f"forward log2 {signed(report.forward_log2)} "
+        f"(slope {signed(report.forward_slope, 3)} per body weight layer) · backward log2 "
+        f"{signed(report.backward_log2)} (slope {signed(report.backward_slope, 3)}) · "
+        f"{len(report.body_layers())} body weight layers of {len(report.weight_layers())}",
     ]
     if meta:
         lines.append(" · ".join(f"{k}: {v}" for k, v in meta.items() if k != "model"))
@@ -119,10 +108,11 @@ def rich_report(report: Report) -> Any:
     head.append(report.verdict, style=_VERDICT_STYLE.get(report.verdict, ""))
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for name in _COLUMNS:
-        table.add_column(name, justify="left" if name in ("layer", "type", "verdict") else "right")
+        left = name in ("layer", "type", "verdict", "note")
+        table.add_column(name, justify="left" if left else "right", overflow="fold")
     for s in report.layers:
         cells = _cells(s)
-        cells[-1] = f"[{_VERDICT_STYLE.get(s.verdict, '')}]{s.verdict}[/]"
+        cells[-2] = f"[{_VERDICT_STYLE.get(s.verdict, '')}]{s.verdict}[/]"
         table.add_row(*cells)
     return Group(
         head,
@@ -215,7 +205,7 @@ def plot_reports(
         (fwd_ax, "Forward: std of weight-layer outputs", "std of pre-activation"),
         (bwd_ax, "Backward: std of dL/d(output)", "std of gradient"),
     ):
-        axis.set_yscale("log", base=2)
+        _log2_axis(axis)
         axis.set_xlabel("weight layer (execution order)")
         axis.set_ylabel(ylabel if not shared else "std")
         axis.set_title(title if not shared else "Forward and gradient std per weight layer")
@@ -228,6 +218,38 @@ def plot_reports(
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
+
+
+MIN_LOG2_SPAN = 4.0  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
+
+
+def _log2_axis(axis: Axes) -> None:
+    """A log2 y axis of at least ``MIN_LOG2_SPAN`` bits around the data, a labelled tick
+    (``2^k``) at every power of two it can hold legibly."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_yscale("log", base=2)
+    values = [
+        float(v)
+        for line in axis.get_lines()
+        for v in np.asarray(line.get_ydata(), dtype=float)
+        if math.isfinite(v) and v > 0
+    ]
+    if values:
+        lo, hi = math.log2(min(values)), math.log2(max(values))
+        if hi - lo < MIN_LOG2_SPAN:
+            mid = (lo + hi) / 2
+            lo, hi = mid - MIN_LOG2_SPAN / 2, mid + MIN_LOG2_SPAN / 2
+        pad = 0.05 * (hi - lo)
+        axis.set_ylim(2.0 ** (lo - pad), 2.0 ** (hi + pad))
+    axis.yaxis.set_major_locator(LogLocator(base=2, subs=(1.0,), numticks=10))
+    axis.yaxis.set_major_formatter(FuncFormatter(_power_of_two))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _power_of_two(value: float, _pos: int) -> str:
+    k = round(math.log2(value)) if value > 0 else 0
+    return f"$2^{{{k}}}$"
 
 
 def _png_base64(report: Report) -> str:
@@ -262,9 +284,10 @@ def html_report(report: Report) -> str:
         cells = _cells(s)
         tds = [
             f'<td class="l">{esc(c)}</td>' if name in ("layer", "type") else f"<td>{esc(c)}</td>"
-            for name, c in zip(_COLUMNS[:-1], cells[:-1], strict=True)
+            for name, c in zip(_COLUMNS[:-2], cells[:-2], strict=True)
         ]
         tds.append(f'<td class="l v-{esc(s.verdict)}">{esc(s.verdict)}</td>')
+        tds.append(f'<td class="l">{esc(s.note)}</td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     rules = (
         f"Rules (first that fires): symmetric: identical units; exploding/vanishing: log2 "
