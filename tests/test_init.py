@@ -530,8 +530,8 @@ def test_package_exports():
     assert initscope.init is init
 
 
-def test_seed_init_weights_example():
-    """The seed's ``init_weights``, written with initscope instead of torch.nn.init."""
+def test_textbook_init_weights_example():
+    """The textbook ``init_weights`` loop, written with initscope instead of torch.nn.init."""
 
     def init_weights(module):
         if isinstance(module, (nn.Linear, nn.Conv2d)):

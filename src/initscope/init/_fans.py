@@ -119,7 +119,7 @@ def fans(
         return _axis_fans(shape, in_axis, 0 if out_axis is None else out_axis)
     if module is not None:
         return _module_fans(module, name.rpartition(".")[2], shape)
-    return _torch_fans(shape)
+    return torch_fans(shape)
 
 
 def _resolve(root: nn.Module, name: str) -> tuple[nn.Module, torch.Tensor]:
@@ -146,7 +146,8 @@ def _resolve(root: nn.Module, name: str) -> tuple[nn.Module, torch.Tensor]:
     return module, tensor
 
 
-def _torch_fans(shape: tuple[int, ...]) -> Fans:
+def torch_fans(shape: tuple[int, ...]) -> Fans:
+    """torch's rule: ``(shape[1] * rf, shape[0] * rf, rf)``, ``rf`` the product of dims 2 and up."""
     rf = math.prod(shape[2:])
     return Fans(shape[1] * rf, shape[0] * rf, rf)
 
@@ -166,7 +167,7 @@ def _module_fans(module: nn.Module, attr: str, shape: tuple[int, ...]) -> Fans:
         return Fans(shape[1] * shape[2], shape[0])
     if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and _RNN_WEIGHT.fullmatch(attr):
         return Fans(shape[1], module.hidden_size)
-    return _torch_fans(shape)
+    return torch_fans(shape)
 
 
 def _axes(axis: int | Sequence[int], ndim: int, arg: str) -> tuple[int, ...]:
