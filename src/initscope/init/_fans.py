@@ -8,13 +8,17 @@ layouts that store the weight differently. :func:`fans` knows those layouts:
 parameter                      stored shape                 fans (``rf`` = product of kernel dims)
 ============================== ============================ ========================================
 Linear / tensor                ``(out, in, *k)``            ``in * rf``, ``out * rf`` (torch's rule)
-Conv{1,2,3}d, groups ``g``     ``(out, in / g, *k)``        ``in / g * rf``, ``out / g * rf``
+Conv{1,2,3}d, groups ``g``     ``(out, in / g, *k)``        ``in / g * rf``, ``out / g * r``
 ConvTranspose{1,2,3}d          ``(in, out / g, *k)``        ``in / g * rf``, ``out / g * rf``
 MultiheadAttention             ``in_proj_weight (3E, E)``   ``E``, ``E`` (per q / k / v slice)
 Embedding / EmbeddingBag       ``(num, dim)``               ``1``, ``dim`` (a row is looked up)
 Bilinear                       ``(out, in1, in2)``          ``in1 * in2``, ``out``
 RNN / LSTM / GRU (and cells)   ``weight_ih (G*H, in)``      ``in``, ``H`` (per gate; ``G`` gates)
 ============================== ============================ ========================================
+
+``r = prod(ceil(k_i / s_i))`` for kernel ``k`` and stride ``s``: the outputs one input element
+actually reaches per output channel, ``rf`` at stride 1 and 1 for a patchify stem (stride ==
+kernel, as in ViT), where torch, Keras and JAX count ``rf`` whatever the stride.
 
 Explicit ``in_axis`` / ``out_axis`` follow JAX's ``variance_scaling``: the fans are the product of
 the sizes along those axes times the receptive field, the product of all other axes.
@@ -158,7 +162,9 @@ def _module_fans(module: nn.Module, attr: str, shape: tuple[int, ...]) -> Fans:
         groups = module.groups
         if module.transposed:  # (in, out / groups, *k)
             return Fans(shape[0] // groups * rf, shape[1] * rf, rf)
-        return Fans(shape[1] * rf, shape[0] // groups * rf, rf)  # (out, in / groups, *k)
+        # (out, in / groups, *k): an input element reaches ceil(k / s) positions per spatial dim
+        reach = math.prod(-(-k // st) for k, st in zip(shape[2:], module.stride, strict=True))
+        return Fans(shape[1] * rf, shape[0] // groups * reach, rf)
     if isinstance(module, nn.MultiheadAttention) and attr == "in_proj_weight":
         return Fans(shape[1], shape[0] // 3)
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and attr == "weight":
