@@ -21,25 +21,38 @@ from initscope.init._fans import Fans as Fans
 from initscope.init._registry import SCHEMES, get_scheme
 from initscope.init._schemes import Distribution as Distribution
 from initscope.init._schemes import TorchNonlinearity as TorchNonlinearity
-from initscope.init._schemes import (
+from initscope.init._schemes import (  # noqa: F401  with the deprecated names torch keeps
     calculate_gain,
+    constant,
     constant_,
     delta_orthogonal_,
+    dirac,
     dirac_,
+    eye,
     eye_,
+    glorot_truncated_normal_,
+    he_truncated_normal_,
+    kaiming_normal,
     kaiming_normal_,
+    kaiming_uniform,
     kaiming_uniform_,
     lecun_normal_,
     lecun_uniform_,
+    normal,
     normal_,
     ones_,
+    orthogonal,
     orthogonal_,
+    sparse,
     sparse_,
     trunc_normal_,
     truncated_normal_,
+    uniform,
     uniform_,
     variance_scaling_,
+    xavier_normal,
     xavier_normal_,
+    xavier_uniform,
     xavier_uniform_,
     zeros_,
 )
@@ -48,5 +61,6 @@ __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
     "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
     "orthogonal_", "sparse_", "lecun_normal_", "lecun_uniform_", "variance_scaling_",
-    "truncated_normal_", "delta_orthogonal_", "SCHEMES", "get_scheme",
+    "truncated_normal_", "delta_orthogonal_", "SCHEMES", "get_scheme", "he_truncated_normal_",
+    "glorot_truncated_normal_",
 ]  # fmt: skip

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from initscope.init import _schemes as s
 from initscope.init._fans import Fans
-from initscope.init._sampling import truncated_std
+from initscope.init._sampling import check_groups, check_real, truncated_std
 
 StdFormula = Callable[[Mapping[str, Any], Fans, tuple[int, ...]], tuple[float, str]]
 
@@ -75,35 +75,41 @@ class SchemeRecord:
 
 def _constant(value: float | None) -> StdFormula:
     def std(p: Mapping[str, Any], f: Fans, shape: tuple[int, ...]) -> tuple[float, str]:
-        return 0.0, f"= {p.get('val') if value is None else value:g}"
+        return 0.0, f"= {check_real('val', p.get('val')) if value is None else value:g}"
 
     return std
 
 
 def _normal(p, f, shape):
-    sd = float(p.get("std", 1.0))
-    return sd, f"N({float(p.get('mean', 0.0)):g}, {num(sd)}^2)"
+    sd = check_real("std", p.get("std", 1.0), low=0)
+    return sd, f"N({check_real('mean', p.get('mean', 0.0)):g}, {num(sd)}^2)"
 
 
 def _uniform(p, f, shape):
-    a, b = float(p.get("a", 0.0)), float(p.get("b", 1.0))
+    a, b = check_real("a", p.get("a", 0.0)), check_real("b", p.get("b", 1.0))
+    if a > b:
+        raise ValueError(f"need a <= b, got a={a}, b={b}")
     return (b - a) / math.sqrt(12), f"U({num(a)}, {num(b)})"
 
 
 def _trunc_normal(p, f, shape):
-    mean, sd = float(p.get("mean", 0.0)), float(p.get("std", 1.0))
-    a, b = float(p.get("a", -2.0)), float(p.get("b", 2.0))
+    mean = check_real("mean", p.get("mean", 0.0))
+    sd = check_real("std", p.get("std", 1.0), low=0, strict=True)
+    a = check_real("a", p.get("a", -2.0), infinite=True)
+    b = check_real("b", p.get("b", 2.0), infinite=True)
+    if not a <= b:
+        raise ValueError(f"need a <= b, got a={a}, b={b}")
     t = sd * truncated_std((a - mean) / sd, (b - mean) / sd) if sd > 0 else 0.0
     return t, f"N({mean:g}, {num(sd)}^2) truncated to [{num(a)}, {num(b)}]"
 
 
 def _truncated_normal(p, f, shape):
-    sd = float(p.get("std", 1.0))
+    sd = check_real("std", p.get("std", 1.0), low=0, strict=True)
     return sd, f"std = {num(sd)} (truncated, variance corrected)"
 
 
 def _xavier(p, f, shape):
-    g = float(p.get("gain", 1.0))
+    g = check_real("gain", p.get("gain", 1.0), low=0)
     var = g * g * 2.0 / (f.fan_in + f.fan_out)
     lead = "" if g == 1 else f"{num(g * g)} * "
     text = f"Var = {lead}2 / (fan_in + fan_out) = {lead}2/({f.fan_in} + {f.fan_out})"
@@ -122,13 +128,14 @@ def _lecun(p, f, shape):
 
 
 def _variance_scaling(p, f, shape):
-    scale, mode = float(p.get("scale", 1.0)), p.get("mode", "fan_in")
+    scale = check_real("scale", p.get("scale", 1.0), low=0, strict=True)
+    mode = p.get("mode", "fan_in")
     fan = f.fan(mode)
     return math.sqrt(scale / fan), f"Var = {num(scale)} / {mode} = {num(scale)}/{fan:g}"
 
 
 def _orthogonal(p, f, shape):
-    g = float(p.get("gain", 1.0))
+    g = check_real("gain", p.get("gain", 1.0))
     rows = shape[0]
     cols = math.prod(shape) // rows
     return g / math.sqrt(max(rows, cols)), (
@@ -138,7 +145,7 @@ def _orthogonal(p, f, shape):
 
 
 def _delta_orthogonal(p, f, shape):
-    g = float(p.get("gain", 1.0))
+    g = check_real("gain", p.get("gain", 1.0))
     rf = math.prod(shape) // (shape[0] * shape[1])
     return g / math.sqrt(shape[0] * rf), (
         f"orthogonal {shape[0]}x{shape[1]} at the kernel centre, gain {num(g)}"
@@ -146,9 +153,17 @@ def _delta_orthogonal(p, f, shape):
 
 
 def _sparse(p, f, shape):
-    sd, sparsity = float(p.get("std", 0.01)), float(p.get("sparsity", 0.0))
+    sd = check_real("std", p.get("std", 0.01), low=0)
+    sparsity = s.check_sparsity(p.get("sparsity", 0.0))
     keep = 1 - math.ceil(sparsity * shape[0]) / shape[0]
     return sd * math.sqrt(keep), f"N(0, {num(sd)}^2) with {sparsity:g} of each column zero"
+
+
+def _fixed_scale(scale: float, mode: str) -> StdFormula:
+    def std(p: Mapping[str, Any], f: Fans, shape: tuple[int, ...]) -> tuple[float, str]:
+        return _variance_scaling({"scale": scale, "mode": mode}, f, shape)
+
+    return std
 
 
 def _identity_pattern(ones: int, shape: tuple[int, ...]) -> tuple[float, str]:
@@ -161,7 +176,7 @@ def _eye(p, f, shape):
 
 
 def _dirac(p, f, shape):
-    groups = int(p.get("groups", 1))
+    groups = check_groups(p.get("groups", 1))
     return _identity_pattern(min(shape[0] // groups, shape[1]) * groups, shape)
 
 
@@ -194,6 +209,10 @@ _RECORDS = (
     SchemeRecord("variance_scaling", s.variance_scaling_, _variance_scaling),
     SchemeRecord("truncated_normal", s.truncated_normal_, _truncated_normal, ndim=_ANY),
     SchemeRecord("delta_orthogonal", s.delta_orthogonal_, _delta_orthogonal, ndim=_KERNEL),
+    SchemeRecord("he_truncated_normal", s.he_truncated_normal_, _fixed_scale(2.0, "fan_in")),
+    SchemeRecord(
+        "glorot_truncated_normal", s.glorot_truncated_normal_, _fixed_scale(1.0, "fan_avg")
+    ),
 )  # fmt: skip
 
 #: Every name :func:`get_scheme` accepts (canonical names and aliases) to its record.

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
+import warnings
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from initscope.init._fans import FanMode, Fans
 from initscope.init._sampling import (
     check_choice,
+    check_groups,
+    check_real,
     check_tensor,
     fill_truncated_normal_,
     orthogonal_matrix,
@@ -25,9 +31,29 @@ TorchNonlinearity = Literal[
     "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
 ]  # fmt: skip
-Distribution = Literal["truncated_normal", "normal", "uniform"]
+Distribution = Literal["truncated_normal", "normal", "untruncated_normal", "uniform"]
 _TORCH_NONLINEARITIES: tuple[str, ...] = TorchNonlinearity.__args__
 _DISTRIBUTIONS: tuple[str, ...] = Distribution.__args__
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def dispatch(fn: _F) -> _F:
+    """Let tensor subclasses and ``TorchFunctionMode``s intercept ``fn``, as torch's init does.
+
+    When ``tensor`` (the first argument) or an active mode overrides ``__torch_function__``,
+    the call goes to :func:`torch.overrides.handle_torch_function` with the public function.
+    """
+
+    @functools.wraps(fn)
+    def public(*args: Any, **kwargs: Any) -> Any:
+        tensor = args[0] if args else kwargs.get("tensor")
+        if has_torch_function_variadic(tensor):
+            return handle_torch_function(public, (tensor,), *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return public  # type: ignore[return-value]
+
+
 _KAIMING_MODES = ("fan_in", "fan_out")
 _VARIANCE_MODES: tuple[str, ...] = FanMode.__args__
 
@@ -39,22 +65,36 @@ def calculate_gain(
 ) -> float:
     r"""Recommended gain: the factor ``g`` in ``std = g / sqrt(fan)``.
 
-    For torch's names, torch's table: 1 for linear/conv/sigmoid, 5/3 for tanh, ``sqrt(2)`` for
-    relu, ``sqrt(2 / (1 + slope^2))`` for leaky_relu (slope ``param``, default 0.01), 3/4 for selu.
-    With ``exact=True``, or for any other activation (a name such as ``"gelu"``, a module, a
-    callable), the exact forward gain ``1 / sqrt(E[f(z)^2])``, ``z ~ N(0, 1)``, from
-    :func:`initscope.theory.gain`. Where the two differ: tanh, exact 1.5925 at unit input
-    variance against torch's heuristic 5/3 (the exact gain depends on the variance; it is 5/3
-    at q = 1.178); selu, exact 1 (LeCun's ``Var = 1 / fan_in``, Klambauer et al. 2017) against
-    torch's 3/4, chosen for gradient flow; sigmoid, exact 1.8462 against 1.
+    One activation, one answer, however it is named: ``"sigmoid"``, ``"Sigmoid"``,
+    ``nn.Sigmoid()`` and ``torch.sigmoid`` all give the same gain. With ``exact=False`` (torch's
+    semantics) an activation in torch's table gets torch's value: 1 for linear/identity/conv and
+    sigmoid, 5/3 for tanh, ``sqrt(2)`` for relu, ``sqrt(2 / (1 + slope^2))`` for leaky_relu
+    (slope ``param``, or the module's ``negative_slope``; default 0.01), 3/4 for selu. Any other
+    activation (``"gelu"``, a module, a callable) has no table entry and gets the exact forward
+    gain ``1 / sqrt(E[f(z)^2])``, ``z ~ N(0, 1)``, from :func:`initscope.theory.gain`; so does
+    every activation with ``exact=True``. Where the two differ: tanh, exact 1.5925 at unit input
+    variance against torch's heuristic 5/3 (the exact gain depends on the variance; it is 5/3 at
+    q = 1.178); selu, exact 1 (LeCun's ``Var = 1 / fan_in``, Klambauer et al. 2017) against
+    torch's 3/4, chosen for gradient flow; sigmoid, exact 1.8462 against 1. For torch's own
+    spellings ``param`` is ignored except for leaky_relu, as in torch.
 
     Raises:
-        ValueError: an unknown nonlinearity (close matches listed) or a bad leaky_relu slope.
+        ValueError: an unknown nonlinearity (close matches listed) or a bad or non-finite slope.
+        TypeError: ``exact`` is not a bool.
     """
-    if exact or nonlinearity not in _TORCH_NONLINEARITIES:
-        from initscope.theory import gain
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be a bool, got {type(exact).__name__}")
+    if not exact and isinstance(nonlinearity, str) and nonlinearity in _TORCH_NONLINEARITIES:
+        return _torch_table(nonlinearity, param)
+    from initscope.activations import resolve, torch_gain
+    from initscope.theory import gain
 
-        return gain(nonlinearity, "forward", param=param)
+    act = resolve(nonlinearity, param)
+    table = None if exact else torch_gain(act)
+    return gain(act, "forward") if table is None else table
+
+
+def _torch_table(nonlinearity: str, param: object) -> float:
     if nonlinearity == "tanh":
         return 5.0 / 3
     if nonlinearity == "relu":
@@ -64,34 +104,43 @@ def calculate_gain(
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif (not isinstance(param, bool) and isinstance(param, int)) or isinstance(param, float):
-            slope = param
-        else:
+        elif isinstance(param, bool) or not isinstance(param, numbers.Real):
             raise ValueError(f"negative_slope {param} not a valid number")
+        elif not math.isfinite(param):
+            raise ValueError(
+                f"param (the negative_slope of leaky_relu) must be finite, got {param}"
+            )
+        else:
+            slope = param
         return math.sqrt(2.0 / (1 + slope**2))
     return 1.0
 
 
+@dispatch
 def uniform_(
     tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
     r"""Fill ``tensor`` from :math:`\mathcal{U}(a, b)`, as ``torch.nn.init.uniform_``."""
     check_tensor(tensor, allow_complex=True)
+    if check_real("a", a) > check_real("b", b):
+        raise ValueError(f"need a <= b, got a={a}, b={b}")
     with torch.no_grad():
         return tensor.uniform_(a, b, generator=generator)
 
 
+@dispatch
 def normal_(
     tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
     r"""Fill ``tensor`` from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`, as torch does."""
     check_tensor(tensor, allow_complex=True)
-    if not std >= 0:
-        raise ValueError(f"std must be >= 0, got {std}")
+    check_real("mean", mean)
+    check_real("std", std, low=0)
     with torch.no_grad():
         return tensor.normal_(mean, std, generator=generator)
 
 
+@dispatch
 def trunc_normal_(
     tensor: Tensor,
     mean: float = 0.0,
@@ -110,12 +159,12 @@ def trunc_normal_(
     outside ``[a, b]``, since the result is exact there too. ``a == b`` fills with ``a``.
     """
     check_tensor(tensor)
-    if not 0 < std < math.inf:
-        raise ValueError(f"std must be > 0 and finite, got {std}")
-    if not math.isfinite(mean):
-        raise ValueError(f"mean must be finite, got {mean}")
-    if not a <= b:
-        raise ValueError(f"need a <= b, got a={a}, b={b}")
+    mean = check_real("mean", mean)
+    std = check_real("std", std, low=0, strict=True)
+    a = check_real("a", a, infinite=True)
+    b = check_real("b", b, infinite=True)
+    if not a <= b or a == math.inf or b == -math.inf:
+        raise ValueError(f"need a <= b with a < inf and b > -inf, got a={a}, b={b}")
     if tensor.is_meta or tensor.numel() == 0:
         return tensor
     with torch.no_grad():
@@ -124,26 +173,38 @@ def trunc_normal_(
         return fill_truncated_normal_(tensor, mean, std, a, b, generator)
 
 
+@dispatch
 def constant_(tensor: Tensor, val: float) -> Tensor:
-    r"""Fill ``tensor`` with ``val``."""
+    r"""Fill ``tensor`` with ``val`` (a finite number; use ``Tensor.fill_`` for masks of inf)."""
+    _check_tensor_like(tensor)
+    if not isinstance(val, numbers.Number):
+        raise TypeError(f"val must be a number, got {type(val).__name__}")
+    if not (math.isfinite(val.real) and math.isfinite(val.imag)):
+        raise ValueError(f"val must be a finite number, got {val}")
     with torch.no_grad():
         return tensor.fill_(val)
 
 
+@dispatch
 def ones_(tensor: Tensor) -> Tensor:
     r"""Fill ``tensor`` with 1."""
+    _check_tensor_like(tensor)
     with torch.no_grad():
         return tensor.fill_(1.0)
 
 
+@dispatch
 def zeros_(tensor: Tensor) -> Tensor:
     r"""Fill ``tensor`` with 0."""
+    _check_tensor_like(tensor)
     with torch.no_grad():
         return tensor.zero_()
 
 
+@dispatch
 def eye_(tensor: Tensor) -> Tensor:
     r"""Fill the 2-D ``tensor`` with the identity matrix (as many inputs kept as possible)."""
+    _check_tensor_like(tensor)
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     with torch.no_grad():
@@ -151,15 +212,18 @@ def eye_(tensor: Tensor) -> Tensor:
     return tensor
 
 
+@dispatch
 def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     r"""Fill the {3, 4, 5}-D conv weight with the Dirac delta: the conv is the identity map.
 
     ``W[g * out_per_group + d, d, centre] = 1`` for ``d < min(out_per_group, in_per_group)``,
     zeros elsewhere; ``centre`` is ``k // 2`` in every spatial dim. Each group keeps its inputs.
     """
+    _check_tensor_like(tensor)
     dimensions = tensor.ndimension()
     if dimensions not in [3, 4, 5]:
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    groups = check_groups(groups)
     sizes = tensor.size()
     if sizes[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
@@ -175,6 +239,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     return tensor
 
 
+@dispatch
 def xavier_uniform_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -189,7 +254,8 @@ def xavier_uniform_(
     (2010), "Understanding the difficulty of training deep feedforward neural networks".
     """
     check_tensor(tensor, allow_complex=True)
-    if warn_if_empty(tensor):
+    gain = check_real("gain", gain, low=0)
+    if warn_if_empty(tensor, stacklevel=4):
         return tensor
     f = resolve_fans(tensor, fans)
     std = gain * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
@@ -198,6 +264,7 @@ def xavier_uniform_(
         return tensor.uniform_(-a, a, generator=generator)
 
 
+@dispatch
 def xavier_normal_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -210,7 +277,8 @@ def xavier_normal_(
     ``Var(W) = gain^2 * 2 / (fan_in + fan_out)``. Glorot & Bengio (2010).
     """
     check_tensor(tensor, allow_complex=True)
-    if warn_if_empty(tensor):
+    gain = check_real("gain", gain, low=0)
+    if warn_if_empty(tensor, stacklevel=4):
         return tensor
     f = resolve_fans(tensor, fans)
     std = gain * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
@@ -219,8 +287,15 @@ def xavier_normal_(
 
 
 def kaiming_gain(a: float, nonlinearity: Any) -> float:
-    """The gain ``kaiming_*`` use: ``calculate_gain(nonlinearity)``, slope ``a`` for leaky_relu."""
-    return calculate_gain(nonlinearity, a if nonlinearity == "leaky_relu" else None)
+    """The gain ``kaiming_*`` use: ``calculate_gain(nonlinearity)``, slope ``a`` for leaky_relu.
+
+    ``a`` must be a finite number whatever the nonlinearity (torch ignores it unless leaky)."""
+    a = check_real("a", a)
+    leaky = nonlinearity == "leaky_relu" or (
+        isinstance(nonlinearity, str)
+        and nonlinearity.strip().lower() in ("leaky_relu", "leakyrelu")
+    )
+    return calculate_gain(nonlinearity, a if leaky else None)
 
 
 def _kaiming_std(tensor, a, mode, nonlinearity, fans) -> float | None:
@@ -228,11 +303,12 @@ def _kaiming_std(tensor, a, mode, nonlinearity, fans) -> float | None:
     mode = mode.lower() if isinstance(mode, str) else mode
     check_choice("mode", mode, _KAIMING_MODES)
     gain = kaiming_gain(a, nonlinearity)
-    if warn_if_empty(tensor, stacklevel=4):
+    if warn_if_empty(tensor, stacklevel=5):
         return None
     return gain / math.sqrt(resolve_fans(tensor, fans).fan(mode))
 
 
+@dispatch
 def kaiming_uniform_(
     tensor: Tensor,
     a: float = 0,
@@ -257,6 +333,7 @@ def kaiming_uniform_(
         return tensor.uniform_(-bound, bound, generator=generator)
 
 
+@dispatch
 def kaiming_normal_(
     tensor: Tensor,
     a: float = 0,
@@ -278,6 +355,7 @@ def kaiming_normal_(
         return tensor.normal_(0, std, generator=generator)
 
 
+@dispatch
 def orthogonal_(
     tensor: Tensor, gain: float = 1, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -289,9 +367,11 @@ def orthogonal_(
     learning in deep linear neural networks". Bit-identical to torch for float32/float64;
     float16/bfloat16 are computed in float32 and cast (torch cannot do QR in half precision).
     """
+    _check_tensor_like(tensor)
     if tensor.ndimension() < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     check_tensor(tensor)
+    gain = check_real("gain", gain)
     if tensor.numel() == 0 or tensor.is_meta:
         return tensor
     rows = tensor.size(0)
@@ -303,23 +383,24 @@ def orthogonal_(
         return tensor.copy_(q.mul_(gain).reshape(tensor.shape))
 
 
+@dispatch
 def sparse_(
     tensor: Tensor, sparsity: float, std: float = 0.01, generator: torch.Generator | None = None
 ) -> Tensor:
     r"""Sparse 2-D init: ``ceil(sparsity * rows)`` zeros per column, the rest ``N(0, std^2)``.
 
+    ``sparsity`` is in ``[0, 1]``; 1 zeroes everything, as in torch.
     Martens (2010), "Deep learning via Hessian-free optimization". Same distribution as torch, but
     the zero positions come from ``generator=`` as well (torch draws them from the global RNG)
     and are chosen for all columns at once (sampling without replacement, vectorized).
     The non-zero values equal torch's under the same generator.
     """
+    _check_tensor_like(tensor)
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     check_tensor(tensor, allow_complex=True)
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    if not std >= 0:
-        raise ValueError(f"std must be >= 0, got {std}")
+    check_sparsity(sparsity)
+    check_real("std", std, low=0)
     if tensor.is_meta:
         return tensor
     rows, cols = tensor.shape
@@ -342,6 +423,7 @@ def sparse_(
     return tensor
 
 
+@dispatch
 def variance_scaling_(
     tensor: Tensor,
     scale: float = 1.0,
@@ -360,15 +442,14 @@ def variance_scaling_(
     mode="fan_in"`` LeCun.
     """
     check_tensor(tensor)
-    if not 0 < scale < math.inf:
-        raise ValueError(f"scale must be > 0 and finite, got {scale}")
+    scale = check_real("scale", scale, low=0, strict=True)
     check_choice("mode", mode, _VARIANCE_MODES)
     check_choice("distribution", distribution, _DISTRIBUTIONS)
-    if warn_if_empty(tensor):
+    if warn_if_empty(tensor, stacklevel=4):
         return tensor
     variance = scale / resolve_fans(tensor, fans).fan(mode)
     with torch.no_grad():
-        if distribution == "normal":
+        if distribution in ("normal", "untruncated_normal"):
             return tensor.normal_(0.0, math.sqrt(variance), generator=generator)
         if distribution == "uniform":
             limit = math.sqrt(3.0 * variance)
@@ -376,6 +457,7 @@ def variance_scaling_(
     return truncated_normal_(tensor, math.sqrt(variance), generator=generator)
 
 
+@dispatch
 def lecun_normal_(
     tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -388,6 +470,7 @@ def lecun_normal_(
     return variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal", fans, generator)
 
 
+@dispatch
 def lecun_uniform_(
     tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -398,6 +481,7 @@ def lecun_uniform_(
     return variance_scaling_(tensor, 1.0, "fan_in", "uniform", fans, generator)
 
 
+@dispatch
 def truncated_normal_(
     tensor: Tensor,
     std: float = 1.0,
@@ -415,8 +499,9 @@ def truncated_normal_(
     truncation). For asymmetric bounds the mean is not zero; the std is still ``std``.
     """
     check_tensor(tensor)
-    if not 0 < std < math.inf:
-        raise ValueError(f"std must be > 0 and finite, got {std}")
+    std = check_real("std", std, low=0, strict=True)
+    lower = check_real("lower", lower, infinite=True)
+    upper = check_real("upper", upper, infinite=True)
     if not lower < upper:
         raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
     if tensor.is_meta or tensor.numel() == 0:
@@ -426,6 +511,7 @@ def truncated_normal_(
         return fill_truncated_normal_(tensor, 0.0, s, lower * s, upper * s, generator)
 
 
+@dispatch
 def delta_orthogonal_(
     tensor: Tensor, gain: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -442,13 +528,14 @@ def delta_orthogonal_(
         raise ValueError(
             f"tensor must be a 3-, 4- or 5-D conv weight, got shape {tuple(tensor.shape)}"
         )
+    gain = check_real("gain", gain)
     out_channels, in_channels = tensor.shape[:2]
     if out_channels < in_channels:
         raise ValueError(
             f"delta_orthogonal_ needs out_channels >= in_channels, got {out_channels} < "
             f"{in_channels} (shape {tuple(tensor.shape)})"
         )
-    if warn_if_empty(tensor) or tensor.is_meta:
+    if warn_if_empty(tensor, stacklevel=4) or tensor.is_meta:
         return tensor
     q = orthogonal_matrix(out_channels, in_channels, tensor, generator).mul_(gain)
     centre = tuple(k // 2 for k in tensor.shape[2:])
@@ -456,3 +543,75 @@ def delta_orthogonal_(
         tensor.zero_()
         tensor[(slice(None), slice(None), *centre)] = q
     return tensor
+
+
+@dispatch
+def he_truncated_normal_(
+    tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    r"""Keras' and JAX's ``he_normal``: ``Var(W) = 2 / fan_in``, truncated at 2 std, corrected.
+
+    ``variance_scaling_(tensor, 2.0, "fan_in", "truncated_normal")``. initscope's ``he_normal``
+    scheme name is torch's untruncated :func:`kaiming_normal_`; this is the Keras/JAX meaning.
+    He et al. (2015).
+    """
+    return variance_scaling_(tensor, 2.0, "fan_in", "truncated_normal", fans, generator)
+
+
+@dispatch
+def glorot_truncated_normal_(
+    tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    r"""Keras' and JAX's ``glorot_normal``: ``Var(W) = 2 / (fan_in + fan_out)``, truncated at 2
+    std with the variance corrected.
+
+    ``variance_scaling_(tensor, 1.0, "fan_avg", "truncated_normal")``. initscope's
+    ``glorot_normal`` scheme name is torch's untruncated :func:`xavier_normal_`; this is the
+    Keras/JAX meaning. Glorot & Bengio (2010).
+    """
+    return variance_scaling_(tensor, 1.0, "fan_avg", "truncated_normal", fans, generator)
+
+
+def _deprecated(fn: _F) -> _F:
+    """The name without the trailing underscore, as torch keeps it: warns, then calls ``fn``."""
+    new = fn.__name__
+    old = new[:-1]
+
+    @functools.wraps(fn)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(
+            f"`initscope.init.{old}` is now deprecated in favor of `initscope.init.{new}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return fn(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old
+    alias.__doc__ = f"{old}(...): deprecated, as in torch.nn.init; use :func:`{new}`."
+    return alias  # type: ignore[return-value]
+
+
+uniform = _deprecated(uniform_)
+normal = _deprecated(normal_)
+constant = _deprecated(constant_)
+eye = _deprecated(eye_)
+dirac = _deprecated(dirac_)
+xavier_uniform = _deprecated(xavier_uniform_)
+xavier_normal = _deprecated(xavier_normal_)
+kaiming_uniform = _deprecated(kaiming_uniform_)
+kaiming_normal = _deprecated(kaiming_normal_)
+orthogonal = _deprecated(orthogonal_)
+sparse = _deprecated(sparse_)
+
+
+def check_sparsity(sparsity: object) -> float:
+    """``sparsity`` as a float in ``[0, 1]``; ``TypeError``/``ValueError`` naming it otherwise."""
+    out = check_real("sparsity", sparsity, low=0)
+    if out > 1:
+        raise ValueError(f"sparsity must be in [0, 1], got {out}")
+    return out
+
+
+def _check_tensor_like(tensor: object) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
