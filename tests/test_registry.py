@@ -70,7 +70,7 @@ def test_ranks_and_parameters_come_from_the_record():
     assert fan_based == {
         "xavier_uniform", "xavier_normal", "glorot_uniform", "glorot_normal", "kaiming_uniform",
         "kaiming_normal", "he_uniform", "he_normal", "lecun_normal", "lecun_uniform",
-        "variance_scaling",
+        "variance_scaling", "he_truncated_normal", "glorot_truncated_normal",
     }  # fmt: skip
     std, formula = record("he").std({"nonlinearity": "relu"}, torch_fans((4, 8)), (4, 8))
     assert std == math.sqrt(2.0) / math.sqrt(8) and formula == "Var = 2 / fan_in = 2/8"
