@@ -10,9 +10,8 @@ from scipy import stats
 from torch import nn
 
 import initscope
-from initscope import init
+from initscope import Fans, fans, init
 from initscope.init._sampling import truncated_std
-from initscope import Fans, fans
 
 DROP_INS = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",

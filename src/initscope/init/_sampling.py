@@ -20,7 +20,6 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 import torch
@@ -168,13 +167,28 @@ def _log_mass(alpha: float, beta: float) -> float:
     return lo + math.log1p(-math.exp(hi - lo))
 
 
+def _narrow(lo: float, hi: float, width: float) -> bool:
+    """Whether the density varies by less than 1e-12 (relative) across an interval of
+    ``width`` standard deviations between ``lo`` and ``hi``: then it is uniform there."""
+    return width * max(1.0, abs(lo), abs(hi)) < 1e-12
+
+
 def truncated_std(alpha: float, beta: float) -> float:
     """Standard deviation of ``Z ~ N(0, 1)`` conditioned on ``alpha <= Z <= beta``.
 
     ``Var = 1 + (alpha phi(alpha) - beta phi(beta)) / P - ((phi(alpha) - phi(beta)) / P)^2``
-    with ``P = Phi(beta) - Phi(alpha)``; ``0.87962566103423978`` for ``[-2, 2]``.
+    with ``P = Phi(beta) - Phi(alpha)``; ``0.87962566103423978`` for ``[-2, 2]``. An interval
+    too narrow for the density to vary gives the uniform's ``width / sqrt(12)``; a lower bound
+    beyond 30 the exponential limit (rate ``alpha``, truncated to the interval's width).
     """
     _, alpha, beta = _upper_side(alpha, beta)
+    width = beta - alpha
+    if _narrow(alpha, beta, width):
+        return width / math.sqrt(12.0)
+    if alpha > _EXPONENTIAL_TAIL:
+        t = alpha * width  # Var of Exp(alpha) truncated to [0, width]
+        tail = 0.0 if t > 700 else t * t * math.exp(-t) / math.expm1(-t) ** 2
+        return math.sqrt(max(0.0, 1.0 - tail)) / alpha
     log_p = _log_mass(alpha, beta)
 
     def ratio(x: float) -> tuple[float, float]:  # phi(x) / P and x phi(x) / P
@@ -201,11 +215,18 @@ def fill_truncated_normal_(
     dense = torch.contiguous_format
     work = tensor if tensor.is_contiguous() else torch.empty_like(tensor, memory_format=dense)
     flat = work.view(-1)
-    mass = math.exp(_log_mass(alpha, beta))
-    if mass >= _MIN_REJECTION_MASS:
-        _fill_by_rejection(flat, mean, std, a, b, mass, generator)
+    sign, lo, hi = _upper_side(alpha, beta)
+    width = (b - a) / std  # exact where beta - alpha loses digits (mean far from [a, b])
+    if _narrow(lo, hi, width):
+        flat.uniform_(a, b, generator=generator)
+    elif lo > _EXPONENTIAL_TAIL:
+        _fill_exponential_tail(flat, a if sign > 0 else b, sign * std, lo, width, generator)
     else:
-        _fill_from_tail_side(flat, mean, std, alpha, beta, generator)
+        mass = math.exp(_log_mass(alpha, beta))
+        if mass >= _MIN_REJECTION_MASS:
+            _fill_by_rejection(flat, mean, std, a, b, mass, generator)
+        else:
+            _fill_from_tail_side(flat, mean, std, alpha, beta, generator)
     if work is not tensor:
         tensor.copy_(work)
     return tensor
@@ -266,32 +287,44 @@ def _inside_draws(k, like, mean, std, a, b, mass, generator, as_numpy=False):
 
 def _fill_from_tail_side(flat, mean, std, alpha, beta, generator) -> None:
     sign, alpha, beta = _upper_side(alpha, beta)
-    if alpha > _EXPONENTIAL_TAIL:
-        draw = partial(_exponential_tail, alpha=alpha, beta=beta, generator=generator)
-    else:
-        q_lo, q_hi = math.exp(_log_sf(beta)), math.exp(_log_sf(alpha))
-        draw = partial(_inverse_cdf, q_lo=q_lo, q_hi=q_hi, generator=generator)
+    q_lo, q_hi = math.exp(_log_sf(beta)), math.exp(_log_sf(alpha))
     for start in range(0, flat.numel(), _CHUNK):
         part = flat[start : start + _CHUNK]
-        z = draw(part.numel(), device=part.device).clamp_(alpha, beta)
-        part.copy_(z.mul_(sign * std).add_(mean))
+        z = _inverse_cdf(
+            part.numel(), q_lo=q_lo, q_hi=q_hi, device=part.device, generator=generator
+        )
+        part.copy_(z.clamp_(alpha, beta).mul_(sign * std).add_(mean))
 
 
-def _inverse_cdf(m, *, q_lo, q_hi, device, generator) -> torch.Tensor:
+def _inverse_cdf(m, q_lo, q_hi, device, generator) -> torch.Tensor:
     u = torch.empty(m, dtype=torch.float64, device=device).uniform_(q_lo, q_hi, generator=generator)
     return torch.special.ndtri(u).neg_()  # Q^{-1}(u) = -Phi^{-1}(u)
 
 
-def _exponential_tail(m, *, alpha, beta, device, generator) -> torch.Tensor:
+def _fill_exponential_tail(flat, bound, step, alpha, width, generator) -> None:
+    """``bound + step * x`` with ``x`` the distance into the tail in standard deviations: the
+    truncated normal seen from its near bound, exact however far the mean lies."""
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start : start + _CHUNK]
+        x = _exponential_tail(
+            part.numel(), alpha=alpha, width=width, device=part.device, generator=generator
+        )
+        part.copy_(x.clamp_(0.0, width).mul_(step).add_(bound))
+
+
+def _exponential_tail(m, *, alpha, width, device, generator) -> torch.Tensor:
+    """Offsets ``x = z - alpha`` of ``z ~ N(0, 1)`` conditioned on ``[alpha, alpha + width]``,
+    ``alpha > 30``: an ``Exp(alpha)`` proposal truncated to ``[0, width]``, accepted with
+    probability ``exp(-x^2 / 2)`` (Robert 1995)."""
     out = torch.empty(m, dtype=torch.float64, device=device)
-    scale = math.expm1(-alpha * (beta - alpha))  # -1 for an unbounded tail
+    scale = math.expm1(-alpha * width)  # -1 for an unbounded tail
     filled = 0
     while filled < m:
         k = int((m - filled) * 1.05) + 16
         u = torch.empty(k, dtype=torch.float64, device=device).uniform_(generator=generator)
         v = torch.empty(k, dtype=torch.float64, device=device).uniform_(generator=generator)
-        x = u.mul_(scale).log1p_().div_(-alpha)  # Exp(alpha) truncated to [0, beta - alpha]
+        x = u.mul_(scale).log1p_().div_(-alpha)
         good = x[v <= torch.exp(x * x * -0.5)][: m - filled]
-        out[filled : filled + good.numel()] = good + alpha
+        out[filled : filled + good.numel()] = good
         filled += good.numel()
     return out

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from initscope.graph import Layer
-from initscope.init._fans import Fans, fans, torch_fans
+from initscope.init._fans import Fans, fans, param_shape, torch_fans
 from initscope.init._registry import RECORDS, get_scheme, num, record, scheme_name
 
 __all__ = ["Choice", "choice", "accepted", "applicable", "scheme_name", "layout_fans", "num"]
@@ -120,8 +120,7 @@ def choice(
             return None
     """
     scheme = scheme_name(scheme)
-    tensor = getattr(layer.module, param)
-    shape = tuple(tensor.shape)
+    shape = param_shape(layer.module, param)  # a parametrization is not advanced
     if rows is not None:
         shape = (rows[1] - rows[0], *shape[1:])
     used: Fans | None = None
