@@ -89,7 +89,10 @@ def calculate_gain(
     from initscope.activations import resolve, torch_gain
     from initscope.theory import gain
 
-    act = resolve(nonlinearity, param)
+    try:
+        act = resolve(nonlinearity, param)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"nonlinearity: {exc}") from None
     table = None if exact else torch_gain(act)
     return gain(act, "forward") if table is None else table
 
@@ -227,7 +230,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     sizes = tensor.size()
     if sizes[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
-    if tensor.is_meta:
+    if tensor.is_meta or tensor.numel() == 0:
         return tensor
     out_per_group = sizes[0] // groups
     diagonal = torch.arange(min(out_per_group, sizes[1]), device=tensor.device)
