@@ -247,8 +247,19 @@ def test_fans_override_uses_layout_aware_fans():
 def test_truncated_std_constant():
     assert truncated_std(-2.0, 2.0) == pytest.approx(0.87962566103423978, rel=1e-15)
     assert truncated_std(-math.inf, math.inf) == 1.0
-    for lo, hi in [(-1.0, 3.0), (3.0, 5.0), (0.1, 0.2), (-41.0, -40.0), (0.0, math.inf)]:
+    for lo, hi in [(-1.0, 3.0), (3.0, 5.0), (0.1, 0.2), (0.0, math.inf)]:
         assert truncated_std(lo, hi) == pytest.approx(stats.truncnorm.std(lo, hi), rel=1e-8)
+    # far in the tail scipy's closed form loses digits (1e-7 at 40): 80-digit references
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 80
+    for lo in (31.0, 40.0, 1e3, 1e8):
+        a = mpmath.mpf(lo)
+        mills = mpmath.npdf(a) / (mpmath.erfc(a / mpmath.sqrt(2)) / 2)
+        exact = float(mpmath.sqrt(1 + a * mills - mills**2))
+        assert truncated_std(-lo - 1.0, -lo) == pytest.approx(exact, rel=1e-11)
+        assert truncated_std(lo, math.inf) == pytest.approx(exact, rel=1e-11)
+    assert truncated_std(1e17, 1e17) == 0.0  # an interval below float resolution
+    assert truncated_std(0.0, 1e-20) == pytest.approx(1e-20 / math.sqrt(12), rel=1e-12)
 
 
 @pytest.mark.parametrize(
