@@ -339,3 +339,10 @@ def test_torch_gain_is_torchs_table(name, param):
 
 def test_torch_gain_is_none_outside_torchs_table():
     assert torch_gain("gelu") is None and torch_gain(nn.Mish()) is None
+
+
+def test_diverging_derivative_leaves_forward_gain_finite():
+    f = lambda x: torch.sqrt(torch.abs(x))  # noqa: E731
+    assert theory.gain(f) == pytest.approx((2 / math.pi) ** -0.25, rel=1e-6)  # E|z| = sqrt(2/pi)
+    with pytest.raises(ValueError, match="E\\[f'\\(z\\)\\^2\\] for z ~ N\\(0, q=1\\) diverges"):
+        theory.c_backward(f)

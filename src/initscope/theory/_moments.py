@@ -104,7 +104,9 @@ _GROWTH = 1e-2
 _NEGLIGIBLE = 1e-8
 
 
-def _compute(act: Activation, q: float, mean: float) -> tuple[float, float, float, float, float]:
+def _compute(
+    act: Activation, q: float, mean: float, derivative: bool = True
+) -> tuple[float, float, float, float, float]:
     out, tail, known = _quadrature(act, q, mean, refine=1)
     if not all(math.isfinite(v) for v in (out if known else out[:3])):
         raise ValueError(
@@ -118,7 +120,7 @@ def _compute(act: Activation, q: float, mean: float) -> tuple[float, float, floa
             f"within {_T - 4.0:g} standard deviations; it grows too fast for this variance"
         )
     if act.name.startswith("custom:"):
-        _check_converges(act, q, mean, out, known)
+        _check_converges(act, q, mean, out, known and derivative)
     return out
 
 
@@ -193,7 +195,10 @@ def raw_moments(
     ``derivative=True``: ``ValueError`` when ``f'`` is unknown (a callable autograd cannot
     differentiate); with ``False`` the last two entries are NaN then.
     """
-    out = _compute(act, q, mean) if act.name.startswith("custom:") else _cached(act, q, mean)
+    if act.name.startswith("custom:"):
+        out = _compute(act, q, mean, derivative)
+    else:
+        out = _cached(act, q, mean)
     if derivative and math.isnan(out[3]):
         raise ValueError(f"activation {act.label()}: {_NO_DERIVATIVE}")
     return out
