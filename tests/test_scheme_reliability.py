@@ -324,3 +324,20 @@ def test_untruncated_and_truncated_names():
     w = torch.empty(64, 32)
     c.apply(w, gen())
     assert torch.equal(w, init.he_truncated_normal_(torch.empty(64, 32), generator=gen()))
+
+
+@pytest.mark.parametrize(
+    ("rule", "exc", "match"),
+    [
+        (("0.weight", "orthogonal", {"gain": None}), TypeError, "gain must be a real number"),
+        (("0.weight", "orthogonal", {"gain": NAN}), ValueError, "gain must be a finite"),
+        (("0.weight", "normal", {"std": INF}), ValueError, "std must be a finite"),
+        (("0.weight", "sparse", {"sparsity": 2}), ValueError, "sparsity must be in \\[0, 1\\]"),
+    ],
+)
+def test_bad_rule_arguments_raise_before_the_model_changes(rule, exc, match):
+    model = _mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(exc, match=match):
+        initscope.initialize(model, rules=[rule], generator=gen())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
