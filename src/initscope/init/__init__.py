@@ -8,14 +8,31 @@ give bit-identical values under the same generator. Differences from torch, all 
 * ``sparse_`` draws its zero mask from ``generator=`` too and has no Python loop over columns;
 * ``orthogonal_`` works for float16/bfloat16 (QR in float32, then cast);
 * fan-based schemes take ``fans=`` (see :mod:`initscope.fans`) and warn on zero-element tensors;
-* bad arguments raise ``ValueError``/``TypeError`` naming the argument, before any tensor change.
+* bad arguments (wrong types, NaN or infinite numbers) raise ``ValueError``/``TypeError`` naming
+  the argument, before any tensor change;
+* ``calculate_gain`` gives one answer per activation, however it is spelled.
 
-Extensions: ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``, ``lecun_uniform_``,
-``truncated_normal_`` (bounds in standard deviations, variance corrected) and ``delta_orthogonal_``.
+As torch's, every function dispatches through ``__torch_function__``, and the deprecated names
+without the underscore (``normal``, ``xavier_uniform``, ...) warn and call the new ones.
+
+Extensions (``_extended.py``): ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``,
+``lecun_uniform_``, ``he_truncated_normal_`` and ``glorot_truncated_normal_`` (Keras/JAX
+``he_normal``/``glorot_normal``), ``truncated_normal_`` (bounds in standard deviations, variance
+corrected) and ``delta_orthogonal_``. One registry record per scheme (``_registry.py``) serves
+drawing (:data:`SCHEMES`, :func:`get_scheme`) and planning.
 """
 
 from __future__ import annotations
 
+from initscope.init._extended import (
+    delta_orthogonal_,
+    glorot_truncated_normal_,
+    he_truncated_normal_,
+    lecun_normal_,
+    lecun_uniform_,
+    truncated_normal_,
+    variance_scaling_,
+)
 from initscope.init._fans import FanMode as FanMode
 from initscope.init._fans import Fans as Fans
 from initscope.init._registry import SCHEMES, get_scheme
@@ -25,19 +42,14 @@ from initscope.init._schemes import (  # noqa: F401  with the deprecated names t
     calculate_gain,
     constant,
     constant_,
-    delta_orthogonal_,
     dirac,
     dirac_,
     eye,
     eye_,
-    glorot_truncated_normal_,
-    he_truncated_normal_,
     kaiming_normal,
     kaiming_normal_,
     kaiming_uniform,
     kaiming_uniform_,
-    lecun_normal_,
-    lecun_uniform_,
     normal,
     normal_,
     ones_,
@@ -46,10 +58,8 @@ from initscope.init._schemes import (  # noqa: F401  with the deprecated names t
     sparse,
     sparse_,
     trunc_normal_,
-    truncated_normal_,
     uniform,
     uniform_,
-    variance_scaling_,
     xavier_normal,
     xavier_normal_,
     xavier_uniform,

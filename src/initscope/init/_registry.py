@@ -20,9 +20,10 @@ from typing import Any
 
 from torch import Tensor
 
+from initscope.init import _extended as e
 from initscope.init import _schemes as s
 from initscope.init._fans import Fans
-from initscope.init._sampling import check_groups, check_real, truncated_std
+from initscope.init._sampling import check_groups, check_real, check_sparsity, truncated_std
 
 StdFormula = Callable[[Mapping[str, Any], Fans, tuple[int, ...]], tuple[float, str]]
 
@@ -154,7 +155,7 @@ def _delta_orthogonal(p, f, shape):
 
 def _sparse(p, f, shape):
     sd = check_real("std", p.get("std", 0.01), low=0)
-    sparsity = s.check_sparsity(p.get("sparsity", 0.0))
+    sparsity = check_sparsity(p.get("sparsity", 0.0))
     keep = 1 - math.ceil(sparsity * shape[0]) / shape[0]
     return sd * math.sqrt(keep), f"N(0, {num(sd)}^2) with {sparsity:g} of each column zero"
 
@@ -204,14 +205,14 @@ _RECORDS = (
     ),
     SchemeRecord("orthogonal", s.orthogonal_, _orthogonal),
     SchemeRecord("sparse", s.sparse_, _sparse, ndim=(2, 2)),
-    SchemeRecord("lecun_normal", s.lecun_normal_, _lecun, shorthands=("lecun",)),
-    SchemeRecord("lecun_uniform", s.lecun_uniform_, _lecun),
-    SchemeRecord("variance_scaling", s.variance_scaling_, _variance_scaling),
-    SchemeRecord("truncated_normal", s.truncated_normal_, _truncated_normal, ndim=_ANY),
-    SchemeRecord("delta_orthogonal", s.delta_orthogonal_, _delta_orthogonal, ndim=_KERNEL),
-    SchemeRecord("he_truncated_normal", s.he_truncated_normal_, _fixed_scale(2.0, "fan_in")),
+    SchemeRecord("lecun_normal", e.lecun_normal_, _lecun, shorthands=("lecun",)),
+    SchemeRecord("lecun_uniform", e.lecun_uniform_, _lecun),
+    SchemeRecord("variance_scaling", e.variance_scaling_, _variance_scaling),
+    SchemeRecord("truncated_normal", e.truncated_normal_, _truncated_normal, ndim=_ANY),
+    SchemeRecord("delta_orthogonal", e.delta_orthogonal_, _delta_orthogonal, ndim=_KERNEL),
+    SchemeRecord("he_truncated_normal", e.he_truncated_normal_, _fixed_scale(2.0, "fan_in")),
     SchemeRecord(
-        "glorot_truncated_normal", s.glorot_truncated_normal_, _fixed_scale(1.0, "fan_avg")
+        "glorot_truncated_normal", e.glorot_truncated_normal_, _fixed_scale(1.0, "fan_avg")
     ),
 )  # fmt: skip
 

@@ -16,13 +16,16 @@ Three exact methods, chosen by the probability mass ``p`` of the interval under 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from initscope.init._fans import Fans, fans
 
@@ -70,6 +73,39 @@ def check_groups(groups: object) -> int:
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
     return int(groups)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def dispatch(fn: _F) -> _F:
+    """Let tensor subclasses and ``TorchFunctionMode``s intercept ``fn``, as torch's init does.
+
+    When ``tensor`` (the first argument) or an active mode overrides ``__torch_function__``,
+    the call goes to :func:`torch.overrides.handle_torch_function` with the public function.
+    """
+
+    @functools.wraps(fn)
+    def public(*args: Any, **kwargs: Any) -> Any:
+        tensor = args[0] if args else kwargs.get("tensor")
+        if has_torch_function_variadic(tensor):
+            return handle_torch_function(public, (tensor,), *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return public  # type: ignore[return-value]
+
+
+def check_sparsity(sparsity: object) -> float:
+    """``sparsity`` as a float in ``[0, 1]``; ``TypeError``/``ValueError`` naming it otherwise."""
+    out = check_real("sparsity", sparsity, low=0)
+    if out > 1:
+        raise ValueError(f"sparsity must be in [0, 1], got {out}")
+    return out
+
+
+def check_tensor_like(tensor: object) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
 
 
 def check_choice(arg: str, value: object, valid: Sequence[str]) -> None:
