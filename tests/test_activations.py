@@ -11,6 +11,7 @@ from torch import nn
 from initscope import theory
 from initscope.activations import (
     Activation,
+    NotDifferentiableError,
     from_function,
     from_module,
     names,
@@ -185,10 +186,72 @@ def test_callable_uses_autograd_and_matches_the_named_version():
         assert getattr(got, field) == pytest.approx(getattr(ref, field), rel=1e-13)
 
 
-def test_callable_without_gradient_has_zero_derivative():
+def test_constant_callable_has_zero_derivative():
     act = resolve(lambda x: torch.ones_like(x))
     m = theory.moments(act, 1.0)
     assert m.second == pytest.approx(1.0, rel=1e-13) and m.deriv_second == 0.0
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.detach() * 2,
+        lambda x: torch.from_numpy(np.tanh(x.detach().numpy())),
+    ],
+    ids=["detached", "numpy"],
+)
+def test_callable_autograd_cannot_differentiate_is_named(fn):
+    # forward quantities need no derivative; the rest say why they cannot be computed
+    assert theory.gain(fn) == pytest.approx(
+        0.5 if fn(torch.ones(1)).item() == 2 else theory.gain("tanh"), rel=1e-12
+    )
+    assert theory.c_forward(fn) > 0
+    for call in (
+        lambda: theory.gain(fn, "backward"),
+        lambda: theory.gain(fn, "average"),
+        lambda: theory.c_backward(fn),
+        lambda: theory.moments(fn),
+        lambda: theory.chi1(fn, 1.0, 0.0),
+    ):
+        with pytest.raises(ValueError, match="autograd cannot differentiate it"):
+            call()
+    with pytest.raises(NotDifferentiableError):
+        resolve(fn).df(np.linspace(-1, 1, 5))
+
+
+@pytest.mark.parametrize(
+    ("fn", "what"),
+    [
+        (lambda x: 1 / x, "E\\[f\\(z\\)\\^2\\]"),
+        (lambda x: 1 / (x - 0.3), "E\\[f\\(z\\)\\^2\\]"),
+        (lambda x: torch.abs(x) ** -0.5, "E\\[f\\(z\\)\\^2\\]"),
+        (lambda x: torch.sqrt(torch.abs(x)), "E\\[f'\\(z\\)\\^2\\]"),
+    ],
+    ids=["1/x", "1/(x-0.3)", "|x|^-0.5", "sqrt|x| (f' diverges)"],
+)
+@pytest.mark.parametrize("q", [0.37, 1.0, 2.9])
+def test_diverging_moment_is_detected_and_named(fn, what, q):
+    with pytest.raises(ValueError, match=f"{what} for z ~ N\\(0, q={q:g}\\) diverges"):
+        theory.gain(fn, "average", q=q)
+
+
+@pytest.mark.parametrize(
+    ("fn", "exact"),
+    [
+        (lambda x: torch.relu(x - 0.3), None),  # a kink between quadrature panels
+        (lambda x: torch.clamp(x, -1, 2), None),
+        (lambda x: torch.where(x > 0.7, 1.0, -0.5) * x, None),  # a jump
+        (lambda x: torch.abs(x) ** 0.7, None),  # singular f', integrable f'^2
+        (lambda x: torch.relu(x), "relu"),
+        (lambda x: torch.tanh(x), "tanh"),
+    ],
+)
+@pytest.mark.parametrize("q", [0.37, 1.3, 7.1])
+def test_convergent_callables_are_not_flagged(fn, exact, q):
+    g = theory.gain(fn, "average", q=q)
+    assert math.isfinite(g) and g > 0
+    if exact is not None:
+        assert g == pytest.approx(theory.gain(exact, "average", q=q), rel=1e-9)
 
 
 def test_two_callables_are_not_confused_by_the_cache():
@@ -276,3 +339,10 @@ def test_torch_gain_is_torchs_table(name, param):
 
 def test_torch_gain_is_none_outside_torchs_table():
     assert torch_gain("gelu") is None and torch_gain(nn.Mish()) is None
+
+
+def test_diverging_derivative_leaves_forward_gain_finite():
+    f = lambda x: torch.sqrt(torch.abs(x))  # noqa: E731
+    assert theory.gain(f) == pytest.approx((2 / math.pi) ** -0.25, rel=1e-6)  # E|z| = sqrt(2/pi)
+    with pytest.raises(ValueError, match="E\\[f'\\(z\\)\\^2\\] for z ~ N\\(0, q=1\\) diverges"):
+        theory.c_backward(f)

@@ -156,3 +156,40 @@ def test_nested_module_names():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2))
     assert fans(model, "0.weight") == Fans(27, 72, 9)
     assert fans(model, "2.weight") == Fans(32, 16, 4)
+
+
+@pytest.mark.parametrize(
+    ("conv", "expected"),
+    [
+        (nn.Conv2d(3, 768, 16, stride=16), Fans(768, 768, 256)),  # ViT-B/16 patchify stem
+        (nn.Conv2d(8, 16, 3, stride=2), Fans(72, 16 * 4, 9)),  # ceil(3 / 2) = 2 per dim
+        (nn.Conv2d(8, 16, 3), Fans(72, 144, 9)),  # stride 1: torch's rule
+        (nn.Conv2d(8, 16, (4, 3), stride=(2, 3)), Fans(96, 16 * 2, 12)),
+        (nn.Conv1d(8, 16, 4, stride=2, groups=2), Fans(16, 8 * 2, 4)),
+        (nn.Conv3d(2, 4, 2, stride=2), Fans(16, 4, 8)),
+    ],
+)
+def test_strided_conv_fan_out_counts_the_outputs_an_input_reaches(conv, expected):
+    assert fans(conv) == expected
+    # the tensor alone keeps torch's rule: the drop-in draws what torch draws
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(conv.weight)
+    assert (fans(conv.weight).fan_in, fans(conv.weight).fan_out) == (fan_in, fan_out)
+
+
+def test_strided_fan_out_is_the_measured_backward_count():
+    # fan_out = the number of output terms an input element's gradient sums over, per channel
+    conv = nn.Conv2d(1, 5, 3, stride=2, bias=False)
+    nn.init.ones_(conv.weight)
+    x = torch.zeros(1, 1, 17, 17, requires_grad=True)
+    conv(x).sum().backward()
+    reached = x.grad[0, 0, 2:-2, 2:-2] / 5  # interior pixels: outputs reached per channel
+    assert reached.max().item() == fans(conv).fan_out / 5  # ceil(3 / 2)^2 = 4
+    assert reached.min().item() == 1.0
+
+
+def test_vit_stem_plan_std_matches_torchvision():
+    stem = nn.Sequential(nn.Conv2d(3, 768, 16, stride=16))
+    # a layer whose fans are (768, 768) gets std sqrt(2 / (768 + 768)) = 1 / sqrt(768) = 0.0361,
+    # torchvision's ViT stem std sqrt(1 / fan_in); counting fan_out as 768 * 256 gave 0.009
+    assert fans(stem[0]).fan_avg == 768
+    assert initscope.plan(stem, "xavier")["0.weight"].std == pytest.approx(768**-0.5)

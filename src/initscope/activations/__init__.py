@@ -27,7 +27,10 @@ from torch import nn
 
 from initscope.activations._table import ALIASES, POSITIVE_PARAMS, REGISTRY, clip_parts
 
-__all__ = ["Activation", "resolve", "from_module", "from_function", "names", "torch_gain"]
+__all__ = [
+    "Activation", "NotDifferentiableError", "resolve", "from_module", "from_function", "names",
+    "torch_gain",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +293,17 @@ def from_function(
 # --------------------------------------------------------------------------- callables on tensors
 
 
+class NotDifferentiableError(ValueError):
+    """Autograd cannot differentiate a callable activation, so ``f'`` is unknown."""
+
+
+_NO_GRAD = (
+    "autograd cannot differentiate it (its output does not depend on the input through torch "
+    "operations: detached, or computed with NumPy), so f'(z) and E[f'(z)^2] are unknown; write "
+    "it with differentiable torch operations"
+)
+
+
 def _custom(fn: Callable[[torch.Tensor], torch.Tensor]) -> Activation:
     label = getattr(fn, "__qualname__", None) or repr(fn)
     name = f"custom:{label}"
@@ -308,9 +322,13 @@ def _custom(fn: Callable[[torch.Tensor], torch.Tensor]) -> Activation:
             if not grad:
                 return y.detach().double().numpy()
             if not y.requires_grad:
-                return np.zeros_like(x, dtype=np.float64)
+                if bool((y == y.flatten()[0]).all()):  # a constant: f' = 0 indeed
+                    return np.zeros_like(x, dtype=np.float64)
+                raise NotDifferentiableError(f"{name}: {_NO_GRAD}")
             (g,) = torch.autograd.grad(y.sum(), t, allow_unused=True)
-        return np.zeros_like(x, dtype=np.float64) if g is None else g.double().numpy()
+        if g is None:
+            raise NotDifferentiableError(f"{name}: {_NO_GRAD}")
+        return g.double().numpy()
 
     return Activation(name, None, lambda x: call(x, False), lambda x: call(x, True))
 
@@ -325,7 +343,9 @@ def resolve(act: str | nn.Module | Callable | Activation, param: float | None = 
     ``param`` sets the leaky slope, ELU/CELU alpha, softplus beta or hardtanh bound), an
     ``nn.Module``
     activation instance (its parameters are read, see :func:`from_module`), a torch function or
-    any elementwise callable on tensors (float64, derivative by autograd), or an
+    any elementwise callable on tensors (float64, derivative by autograd: a callable autograd
+    cannot differentiate, such as ``lambda x: x.detach() * 2`` or one computed with NumPy, has an
+    ``Activation.df`` that raises :class:`NotDifferentiableError`), or an
     :class:`Activation` (returned as is).
 
     Raises:

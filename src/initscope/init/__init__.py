@@ -8,504 +8,69 @@ give bit-identical values under the same generator. Differences from torch, all 
 * ``sparse_`` draws its zero mask from ``generator=`` too and has no Python loop over columns;
 * ``orthogonal_`` works for float16/bfloat16 (QR in float32, then cast);
 * fan-based schemes take ``fans=`` (see :mod:`initscope.fans`) and warn on zero-element tensors;
-* bad arguments raise ``ValueError``/``TypeError`` naming the argument, before any tensor change.
+* bad arguments (wrong types, NaN or infinite numbers) raise ``ValueError``/``TypeError`` naming
+  the argument, before any tensor change;
+* ``calculate_gain`` gives one answer per activation, however it is spelled.
 
-Extensions: ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``, ``lecun_uniform_``,
-``truncated_normal_`` (bounds in standard deviations, variance corrected) and ``delta_orthogonal_``.
+As torch's, every function dispatches through ``__torch_function__``, and the deprecated names
+without the underscore (``normal``, ``xavier_uniform``, ...) warn and call the new ones.
+
+Extensions (``_extended.py``): ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``,
+``lecun_uniform_``, ``he_truncated_normal_`` and ``glorot_truncated_normal_`` (Keras/JAX
+``he_normal``/``glorot_normal``), ``truncated_normal_`` (bounds in standard deviations, variance
+corrected) and ``delta_orthogonal_``. One registry record per scheme (``_registry.py``) serves
+drawing (:data:`SCHEMES`, :func:`get_scheme`) and planning.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import Any, Literal
-
-import torch
-from torch import Tensor
-
-from initscope.init._sampling import (
-    check_choice,
-    check_tensor,
-    fill_truncated_normal_,
-    orthogonal_matrix,
-    random_subsets,
-    resolve_fans,
-    truncated_std,
-    warn_if_empty,
+from initscope.init._extended import (
+    delta_orthogonal_,
+    glorot_truncated_normal_,
+    he_truncated_normal_,
+    lecun_normal_,
+    lecun_uniform_,
+    truncated_normal_,
+    variance_scaling_,
 )
-from initscope.init._fans import FanMode, Fans
+from initscope.init._fans import FanMode as FanMode
+from initscope.init._fans import Fans as Fans
+from initscope.init._registry import SCHEMES, get_scheme
+from initscope.init._schemes import Distribution as Distribution
+from initscope.init._schemes import TorchNonlinearity as TorchNonlinearity
+from initscope.init._schemes import (  # noqa: F401  with the deprecated names torch keeps
+    calculate_gain,
+    constant,
+    constant_,
+    dirac,
+    dirac_,
+    eye,
+    eye_,
+    kaiming_normal,
+    kaiming_normal_,
+    kaiming_uniform,
+    kaiming_uniform_,
+    normal,
+    normal_,
+    ones_,
+    orthogonal,
+    orthogonal_,
+    sparse,
+    sparse_,
+    trunc_normal_,
+    uniform,
+    uniform_,
+    xavier_normal,
+    xavier_normal_,
+    xavier_uniform,
+    xavier_uniform_,
+    zeros_,
+)
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
     "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
     "orthogonal_", "sparse_", "lecun_normal_", "lecun_uniform_", "variance_scaling_",
-    "truncated_normal_", "delta_orthogonal_", "SCHEMES", "get_scheme",
+    "truncated_normal_", "delta_orthogonal_", "SCHEMES", "get_scheme", "he_truncated_normal_",
+    "glorot_truncated_normal_",
 ]  # fmt: skip
-
-TorchNonlinearity = Literal[
-    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
-]  # fmt: skip
-Distribution = Literal["truncated_normal", "normal", "uniform"]
-_TORCH_NONLINEARITIES: tuple[str, ...] = TorchNonlinearity.__args__
-_DISTRIBUTIONS: tuple[str, ...] = Distribution.__args__
-_KAIMING_MODES = ("fan_in", "fan_out")
-_VARIANCE_MODES: tuple[str, ...] = FanMode.__args__
-
-
-def calculate_gain(
-    nonlinearity: TorchNonlinearity | str | Callable[..., Any],
-    param: int | float | None = None,
-    exact: bool = False,
-) -> float:
-    r"""Recommended gain: the factor ``g`` in ``std = g / sqrt(fan)``.
-
-    For torch's names, torch's table: 1 for linear/conv/sigmoid, 5/3 for tanh, ``sqrt(2)`` for
-    relu, ``sqrt(2 / (1 + slope^2))`` for leaky_relu (slope ``param``, default 0.01), 3/4 for selu.
-    With ``exact=True``, or for any other activation (a name such as ``"gelu"``, a module, a
-    callable), the exact forward gain ``1 / sqrt(E[f(z)^2])``, ``z ~ N(0, 1)``, from
-    :func:`initscope.theory.gain`. Where the two differ: tanh, exact 1.5925 at unit input
-    variance against torch's heuristic 5/3 (the exact gain depends on the variance; it is 5/3
-    at q = 1.178); selu, exact 1 (LeCun's ``Var = 1 / fan_in``, Klambauer et al. 2017) against
-    torch's 3/4, chosen for gradient flow; sigmoid, exact 1.8462 against 1.
-
-    Raises:
-        ValueError: an unknown nonlinearity (close matches listed) or a bad leaky_relu slope.
-    """
-    if exact or nonlinearity not in _TORCH_NONLINEARITIES:
-        from initscope.theory import gain
-
-        return gain(nonlinearity, "forward", param=param)
-    if nonlinearity == "tanh":
-        return 5.0 / 3
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
-    if nonlinearity == "selu":
-        return 3.0 / 4  # torch's empirical value (pytorch/pytorch#50664)
-    if nonlinearity == "leaky_relu":
-        if param is None:
-            slope = 0.01
-        elif (not isinstance(param, bool) and isinstance(param, int)) or isinstance(param, float):
-            slope = param
-        else:
-            raise ValueError(f"negative_slope {param} not a valid number")
-        return math.sqrt(2.0 / (1 + slope**2))
-    return 1.0
-
-
-def uniform_(
-    tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Fill ``tensor`` from :math:`\mathcal{U}(a, b)`, as ``torch.nn.init.uniform_``."""
-    check_tensor(tensor, allow_complex=True)
-    with torch.no_grad():
-        return tensor.uniform_(a, b, generator=generator)
-
-
-def normal_(
-    tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Fill ``tensor`` from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`, as torch does."""
-    check_tensor(tensor, allow_complex=True)
-    if not std >= 0:
-        raise ValueError(f"std must be >= 0, got {std}")
-    with torch.no_grad():
-        return tensor.normal_(mean, std, generator=generator)
-
-
-def trunc_normal_(
-    tensor: Tensor,
-    mean: float = 0.0,
-    std: float = 1.0,
-    a: float = -2.0,
-    b: float = 2.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""Fill ``tensor`` from :math:`\mathcal{N}(\text{mean}, \text{std}^2)` truncated to ``[a, b]``.
-
-    torch's distribution and absolute bounds ``a``, ``b`` (not in standard deviations; the std of
-    the result is smaller than ``std``: 0.8796 ``std`` for the default ``[-2, 2]``; see
-    :func:`truncated_normal_` for the corrected version). The sampler is exact for every interval
-    (rejection of the few out-of-bounds entries, inverse CDF for narrow or tail intervals) and
-    runs at about the speed of ``normal_``; unlike torch it does not warn when ``mean`` lies far
-    outside ``[a, b]``, since the result is exact there too. ``a == b`` fills with ``a``.
-    """
-    check_tensor(tensor)
-    if not 0 < std < math.inf:
-        raise ValueError(f"std must be > 0 and finite, got {std}")
-    if not math.isfinite(mean):
-        raise ValueError(f"mean must be finite, got {mean}")
-    if not a <= b:
-        raise ValueError(f"need a <= b, got a={a}, b={b}")
-    if tensor.is_meta or tensor.numel() == 0:
-        return tensor
-    with torch.no_grad():
-        if a == b:
-            return tensor.fill_(a)
-        return fill_truncated_normal_(tensor, mean, std, a, b, generator)
-
-
-def constant_(tensor: Tensor, val: float) -> Tensor:
-    r"""Fill ``tensor`` with ``val``."""
-    with torch.no_grad():
-        return tensor.fill_(val)
-
-
-def ones_(tensor: Tensor) -> Tensor:
-    r"""Fill ``tensor`` with 1."""
-    with torch.no_grad():
-        return tensor.fill_(1.0)
-
-
-def zeros_(tensor: Tensor) -> Tensor:
-    r"""Fill ``tensor`` with 0."""
-    with torch.no_grad():
-        return tensor.zero_()
-
-
-def eye_(tensor: Tensor) -> Tensor:
-    r"""Fill the 2-D ``tensor`` with the identity matrix (as many inputs kept as possible)."""
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    with torch.no_grad():
-        torch.eye(*tensor.shape, out=tensor, requires_grad=tensor.requires_grad)
-    return tensor
-
-
-def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
-    r"""Fill the {3, 4, 5}-D conv weight with the Dirac delta: the conv is the identity map.
-
-    ``W[g * out_per_group + d, d, centre] = 1`` for ``d < min(out_per_group, in_per_group)``,
-    zeros elsewhere; ``centre`` is ``k // 2`` in every spatial dim. Each group keeps its inputs.
-    """
-    dimensions = tensor.ndimension()
-    if dimensions not in [3, 4, 5]:
-        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-    sizes = tensor.size()
-    if sizes[0] % groups != 0:
-        raise ValueError("dim 0 must be divisible by groups")
-    if tensor.is_meta:
-        return tensor
-    out_per_group = sizes[0] // groups
-    diagonal = torch.arange(min(out_per_group, sizes[1]), device=tensor.device)
-    rows = (torch.arange(groups, device=tensor.device)[:, None] * out_per_group + diagonal).ravel()
-    centre = tuple(s // 2 for s in sizes[2:])
-    with torch.no_grad():
-        tensor.zero_()
-        tensor[(rows, diagonal.repeat(groups), *centre)] = 1
-    return tensor
-
-
-def xavier_uniform_(
-    tensor: Tensor,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    fans: Fans | None = None,
-) -> Tensor:
-    r"""Glorot uniform: :math:`\mathcal{U}(-a, a)`, ``a = gain * sqrt(6 / (fan_in + fan_out))``.
-
-    ``Var(W) = gain^2 * 2 / (fan_in + fan_out)``: the compromise between forward (fan_in) and
-    backward (fan_out) variance preservation for tanh/sigmoid-like activations. Glorot & Bengio
-    (2010), "Understanding the difficulty of training deep feedforward neural networks".
-    """
-    check_tensor(tensor, allow_complex=True)
-    if warn_if_empty(tensor):
-        return tensor
-    f = resolve_fans(tensor, fans)
-    std = gain * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
-    a = math.sqrt(3.0) * std
-    with torch.no_grad():
-        return tensor.uniform_(-a, a, generator=generator)
-
-
-def xavier_normal_(
-    tensor: Tensor,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    fans: Fans | None = None,
-) -> Tensor:
-    r"""Glorot normal: :math:`\mathcal{N}(0, s^2)`, ``s = gain * sqrt(2 / (fan_in + fan_out))``.
-
-    ``Var(W) = gain^2 * 2 / (fan_in + fan_out)``. Glorot & Bengio (2010).
-    """
-    check_tensor(tensor, allow_complex=True)
-    if warn_if_empty(tensor):
-        return tensor
-    f = resolve_fans(tensor, fans)
-    std = gain * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
-    with torch.no_grad():
-        return tensor.normal_(0.0, std, generator=generator)
-
-
-def _kaiming_std(tensor, a, mode, nonlinearity, fans) -> float | None:
-    check_tensor(tensor, allow_complex=True)
-    mode = mode.lower() if isinstance(mode, str) else mode
-    check_choice("mode", mode, _KAIMING_MODES)
-    gain = calculate_gain(nonlinearity, a if nonlinearity == "leaky_relu" else None)
-    if warn_if_empty(tensor, stacklevel=4):
-        return None
-    return gain / math.sqrt(resolve_fans(tensor, fans).fan(mode))
-
-
-def kaiming_uniform_(
-    tensor: Tensor,
-    a: float = 0,
-    mode: Literal["fan_in", "fan_out"] = "fan_in",
-    nonlinearity: TorchNonlinearity | str = "leaky_relu",
-    generator: torch.Generator | None = None,
-    *,
-    fans: Fans | None = None,
-) -> Tensor:
-    r"""He uniform: :math:`\mathcal{U}(-b, b)`, ``b = gain * sqrt(3 / fan_mode)``.
-
-    ``Var(W) = gain^2 / fan_mode``; for ReLU ``gain^2 = 2`` (half the pre-activation variance
-    survives), for leaky ReLU with slope ``a`` ``2 / (1 + a^2)``. ``fan_in`` preserves the forward
-    variance, ``fan_out`` the backward one. He et al. (2015), "Delving deep into rectifiers".
-    ``nonlinearity`` may be any activation :func:`calculate_gain` knows.
-    """
-    std = _kaiming_std(tensor, a, mode, nonlinearity, fans)
-    if std is None:
-        return tensor
-    bound = math.sqrt(3.0) * std
-    with torch.no_grad():
-        return tensor.uniform_(-bound, bound, generator=generator)
-
-
-def kaiming_normal_(
-    tensor: Tensor,
-    a: float = 0,
-    mode: Literal["fan_in", "fan_out"] = "fan_in",
-    nonlinearity: TorchNonlinearity | str = "leaky_relu",
-    generator: torch.Generator | None = None,
-    *,
-    fans: Fans | None = None,
-) -> Tensor:
-    r"""He normal: :math:`\mathcal{N}(0, \text{std}^2)`, ``std = gain / sqrt(fan_mode)``.
-
-    ReLU: ``Var(W) = 2 / fan_in``; leaky ReLU (slope ``a``): ``Var(W) = 2 / ((1 + a^2) fan_in)``.
-    He et al. (2015). An untruncated normal, as in torch (Keras' ``he_normal`` truncates).
-    """
-    std = _kaiming_std(tensor, a, mode, nonlinearity, fans)
-    if std is None:
-        return tensor
-    with torch.no_grad():
-        return tensor.normal_(0, std, generator=generator)
-
-
-def orthogonal_(
-    tensor: Tensor, gain: float = 1, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Fill with a (semi-)orthogonal matrix times ``gain``; trailing dims are flattened.
-
-    ``Q`` from the QR decomposition of a Gaussian matrix, signs fixed by ``diag(R)`` so that ``Q``
-    is Haar distributed (Mezzadri 2007): every singular value is ``gain``, so a linear layer
-    preserves norms exactly. Saxe et al. (2014), "Exact solutions to the nonlinear dynamics of
-    learning in deep linear neural networks". Bit-identical to torch for float32/float64;
-    float16/bfloat16 are computed in float32 and cast (torch cannot do QR in half precision).
-    """
-    if tensor.ndimension() < 2:
-        raise ValueError("Only tensors with 2 or more dimensions are supported")
-    check_tensor(tensor)
-    if tensor.numel() == 0 or tensor.is_meta:
-        return tensor
-    rows = tensor.size(0)
-    q = orthogonal_matrix(rows, tensor.numel() // rows, tensor, generator)
-    with torch.no_grad():
-        if q.dtype == tensor.dtype:
-            tensor.copy_(q.reshape(tensor.shape))
-            return tensor.mul_(gain)
-        return tensor.copy_(q.mul_(gain).reshape(tensor.shape))
-
-
-def sparse_(
-    tensor: Tensor, sparsity: float, std: float = 0.01, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Sparse 2-D init: ``ceil(sparsity * rows)`` zeros per column, the rest ``N(0, std^2)``.
-
-    Martens (2010), "Deep learning via Hessian-free optimization". Same distribution as torch, but
-    the zero positions come from ``generator=`` as well (torch draws them from the global RNG)
-    and are chosen for all columns at once (sampling without replacement, vectorized).
-    The non-zero values equal torch's under the same generator.
-    """
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    check_tensor(tensor, allow_complex=True)
-    if not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    if not std >= 0:
-        raise ValueError(f"std must be >= 0, got {std}")
-    if tensor.is_meta:
-        return tensor
-    rows, cols = tensor.shape
-    num_zeros = math.ceil(sparsity * rows)
-    with torch.no_grad():
-        tensor.normal_(0, std, generator=generator)
-        if num_zeros and cols:
-            flip = num_zeros > rows // 2  # draw the smaller set: the non-zeros
-            picked = random_subsets(
-                cols, rows, rows - num_zeros if flip else num_zeros, generator, tensor.device
-            )
-            picked = torch.from_numpy(picked).to(tensor.device)
-            columns = tensor.t()
-            if flip:
-                kept = columns.gather(1, picked)
-                tensor.zero_()
-                columns.scatter_(1, picked, kept)
-            else:
-                columns.scatter_(1, picked, 0.0)
-    return tensor
-
-
-def variance_scaling_(
-    tensor: Tensor,
-    scale: float = 1.0,
-    mode: FanMode = "fan_in",
-    distribution: Distribution = "truncated_normal",
-    fans: Fans | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""Keras/JAX ``VarianceScaling``: ``Var(W) = scale / n``, ``n`` = fan_in, fan_out or fan_avg.
-
-    ``"truncated_normal"``: a normal truncated at 2 of its standard deviations, whose std is divided
-    by 0.87962566103423978 (the std of N(0, 1) truncated to [-2, 2]) so that the variance after
-    truncation is exactly ``scale / n``; ``"normal"``: ``N(0, scale / n)``; ``"uniform"``:
-    ``U(-sqrt(3 scale / n), sqrt(3 scale / n))``. ``fan_avg = (fan_in + fan_out) / 2``.
-    ``scale=2, mode="fan_in"`` is He, ``scale=1, mode="fan_avg"`` Glorot, ``scale=1,
-    mode="fan_in"`` LeCun.
-    """
-    check_tensor(tensor)
-    if not 0 < scale < math.inf:
-        raise ValueError(f"scale must be > 0 and finite, got {scale}")
-    check_choice("mode", mode, _VARIANCE_MODES)
-    check_choice("distribution", distribution, _DISTRIBUTIONS)
-    if warn_if_empty(tensor):
-        return tensor
-    variance = scale / resolve_fans(tensor, fans).fan(mode)
-    with torch.no_grad():
-        if distribution == "normal":
-            return tensor.normal_(0.0, math.sqrt(variance), generator=generator)
-        if distribution == "uniform":
-            limit = math.sqrt(3.0 * variance)
-            return tensor.uniform_(-limit, limit, generator=generator)
-    return truncated_normal_(tensor, math.sqrt(variance), generator=generator)
-
-
-def lecun_normal_(
-    tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""LeCun normal: ``Var(W) = 1 / fan_in``, truncated at 2 std with the variance corrected.
-
-    ``variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal")``, as Keras' and JAX's
-    ``lecun_normal``. The init of self-normalizing networks (SELU): Klambauer et al. (2017);
-    LeCun et al. (1998), "Efficient BackProp".
-    """
-    return variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal", fans, generator)
-
-
-def lecun_uniform_(
-    tensor: Tensor, fans: Fans | None = None, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""LeCun uniform: ``U(-sqrt(3 / fan_in), sqrt(3 / fan_in))``, so ``Var(W) = 1 / fan_in``.
-
-    ``variance_scaling_(tensor, 1.0, "fan_in", "uniform")``, as Keras and JAX.
-    """
-    return variance_scaling_(tensor, 1.0, "fan_in", "uniform", fans, generator)
-
-
-def truncated_normal_(
-    tensor: Tensor,
-    std: float = 1.0,
-    lower: float = -2.0,
-    upper: float = 2.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""Zero-mean truncated normal whose standard deviation *after* truncation is ``std``.
-
-    Draws ``N(0, s^2)`` conditioned on ``[lower * s, upper * s]`` with ``s = std / c`` and ``c`` the
-    std of ``N(0, 1)`` truncated to ``[lower, upper]`` (0.87962566103423978 for ``[-2, 2]``): the
-    bounds are in standard deviations of the untruncated normal, as in Keras/JAX
-    ``variance_scaling``. Compare torch's :func:`trunc_normal_` (absolute bounds, std below the one
-    asked for) and JAX's standalone ``jax.random.truncated_normal`` (``std`` is the scale before
-    truncation). For asymmetric bounds the mean is not zero; the std is still ``std``.
-    """
-    check_tensor(tensor)
-    if not 0 < std < math.inf:
-        raise ValueError(f"std must be > 0 and finite, got {std}")
-    if not lower < upper:
-        raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
-    if tensor.is_meta or tensor.numel() == 0:
-        return tensor
-    s = std / truncated_std(lower, upper)
-    with torch.no_grad():
-        return fill_truncated_normal_(tensor, 0.0, s, lower * s, upper * s, generator)
-
-
-def delta_orthogonal_(
-    tensor: Tensor, gain: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Delta-orthogonal conv kernel: zero except the spatial centre, which is ``gain * H``.
-
-    ``H`` is a random ``out x in`` matrix with orthonormal columns (``H^T H = I``), so the conv
-    at initialization is an orthogonal map of the channels at every position: dynamical
-    isometry for very deep CNNs. Xiao et al. (2018), "Dynamical Isometry and a Mean Field Theory
-    of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks". ``tensor`` is a
-    3-, 4- or 5-D conv weight ``(out, in, *kernel)`` with ``out >= in``; the centre is ``k // 2``.
-    """
-    check_tensor(tensor)
-    if tensor.ndimension() not in (3, 4, 5):
-        raise ValueError(
-            f"tensor must be a 3-, 4- or 5-D conv weight, got shape {tuple(tensor.shape)}"
-        )
-    out_channels, in_channels = tensor.shape[:2]
-    if out_channels < in_channels:
-        raise ValueError(
-            f"delta_orthogonal_ needs out_channels >= in_channels, got {out_channels} < "
-            f"{in_channels} (shape {tuple(tensor.shape)})"
-        )
-    if warn_if_empty(tensor) or tensor.is_meta:
-        return tensor
-    q = orthogonal_matrix(out_channels, in_channels, tensor, generator).mul_(gain)
-    centre = tuple(k // 2 for k in tensor.shape[2:])
-    with torch.no_grad():
-        tensor.zero_()
-        tensor[(slice(None), slice(None), *centre)] = q
-    return tensor
-
-
-SCHEMES: Mapping[str, Callable[..., Tensor]] = MappingProxyType(
-    {
-        **{fn.__name__.rstrip("_"): fn for fn in (
-            uniform_, normal_, trunc_normal_, constant_, ones_, zeros_, eye_, dirac_,
-            xavier_uniform_, xavier_normal_, kaiming_uniform_, kaiming_normal_, orthogonal_,
-            sparse_, lecun_normal_, lecun_uniform_, variance_scaling_, truncated_normal_,
-            delta_orthogonal_,
-        )},
-        "he_normal": kaiming_normal_,
-        "he_uniform": kaiming_uniform_,
-        "glorot_normal": xavier_normal_,
-        "glorot_uniform": xavier_uniform_,
-    }
-)  # fmt: skip
-"""Scheme name (the function name without its trailing underscore, plus the aliases ``he_*`` and
-``glorot_*``) to the in-place function. The aliases are torch's untruncated Kaiming/Xavier."""
-
-
-def get_scheme(name: str) -> Callable[..., Tensor]:
-    """The in-place function of a scheme name (a trailing underscore is accepted).
-
-    Raises:
-        TypeError: ``name`` is not a string.
-        ValueError: an unknown name; the message lists the valid names, close matches first.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    key = name[:-1] if name.endswith("_") else name
-    if key in SCHEMES:
-        return SCHEMES[key]
-    close = difflib.get_close_matches(key, list(SCHEMES), n=3, cutoff=0.6)
-    rest = sorted(s for s in SCHEMES if s not in close)
-    raise ValueError(f"unknown scheme name {name!r}; valid names: {', '.join(close + rest)}")

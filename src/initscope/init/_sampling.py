@@ -16,13 +16,16 @@ Three exact methods, chosen by the probability mass ``p`` of the interval under 
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 import warnings
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from initscope.init._fans import Fans, fans
 
@@ -39,6 +42,70 @@ def check_tensor(tensor: object, *, allow_complex: bool = False) -> None:
     if not (tensor.is_floating_point() or (allow_complex and tensor.is_complex())):
         kinds = "floating-point or complex" if allow_complex else "floating-point"
         raise TypeError(f"tensor must have a {kinds} dtype, got {tensor.dtype}")
+
+
+def check_real(
+    arg: str,
+    value: object,
+    *,
+    low: float | None = None,
+    strict: bool = False,
+    infinite: bool = False,
+) -> float:
+    """``value`` as a float: ``TypeError`` unless a real number (not a bool), ``ValueError`` naming
+    ``arg`` if NaN, infinite (unless ``infinite``) or below ``low`` (``<= low`` if ``strict``)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{arg} must be a real number, got {type(value).__name__}")
+    out = float(value)
+    if math.isnan(out) or (math.isinf(out) and not infinite):
+        raise ValueError(f"{arg} must be a finite number, got {out}")
+    if low is not None and (out < low or (strict and out == low)):
+        raise ValueError(f"{arg} must be {'>' if strict else '>='} {low:g}, got {out}")
+    return out
+
+
+def check_groups(groups: object) -> int:
+    """``groups`` as a positive int; ``TypeError``/``ValueError`` naming it otherwise."""
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"groups must be an int, got {type(groups).__name__}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    return int(groups)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def dispatch(fn: _F) -> _F:
+    """Let tensor subclasses and ``TorchFunctionMode``s intercept ``fn``, as torch's init does.
+
+    When ``tensor`` (the first argument) or an active mode overrides ``__torch_function__``,
+    the call goes to :func:`torch.overrides.handle_torch_function` with the public function.
+    """
+
+    @functools.wraps(fn)
+    def public(*args: Any, **kwargs: Any) -> Any:
+        tensor = args[0] if args else kwargs.get("tensor")
+        if has_torch_function_variadic(tensor):
+            return handle_torch_function(public, (tensor,), *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return public  # type: ignore[return-value]
+
+
+def check_sparsity(sparsity: object) -> float:
+    """``sparsity`` as a float in ``[0, 1]``; ``TypeError``/``ValueError`` naming it otherwise."""
+    out = check_real("sparsity", sparsity, low=0)
+    if out > 1:
+        raise ValueError(f"sparsity must be in [0, 1], got {out}")
+    return out
+
+
+def check_tensor_like(tensor: object) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
 
 
 def check_choice(arg: str, value: object, valid: Sequence[str]) -> None:
@@ -136,13 +203,44 @@ def _log_mass(alpha: float, beta: float) -> float:
     return lo + math.log1p(-math.exp(hi - lo))
 
 
+def _narrow(lo: float, hi: float, width: float) -> bool:
+    """Whether the density varies by less than 1e-12 (relative) across an interval of
+    ``width`` standard deviations between ``lo`` and ``hi``: then it is uniform there."""
+    return width * max(1.0, abs(lo), abs(hi)) < 1e-12
+
+
+def _tail_variance(alpha: float) -> float:
+    """``alpha^2 Var(Z | Z > alpha)`` for large ``alpha``, free of cancellation.
+
+    With ``x = 1 / alpha^2``, Mills' ratio ``Q / phi = S(x) / alpha``, ``S = sum (-1)^k
+    (2k - 1)!! x^k``, and ``T = (1 - S) / x``: ``alpha^2 Var = ((S - T) S / x - T^2) / S^2``
+    (``= 1 - 6x + ...``); the series' terms up to ``x^6`` leave an error below 1e-15 for
+    ``alpha > 30``.
+    """
+    x = 1.0 / (alpha * alpha)
+    coef = [1.0, -1.0, 3.0, -15.0, 105.0, -945.0, 10395.0, -135135.0]
+    S = sum(c * x**k for k, c in enumerate(coef[:-1]))
+    T = -sum(c * x ** (k - 1) for k, c in enumerate(coef) if k)
+    d = sum((coef[k] + coef[k + 1]) * x ** (k - 1) for k in range(1, 7))  # (S - T) / x
+    return (d * S - T * T) / (S * S)
+
+
 def truncated_std(alpha: float, beta: float) -> float:
     """Standard deviation of ``Z ~ N(0, 1)`` conditioned on ``alpha <= Z <= beta``.
 
     ``Var = 1 + (alpha phi(alpha) - beta phi(beta)) / P - ((phi(alpha) - phi(beta)) / P)^2``
-    with ``P = Phi(beta) - Phi(alpha)``; ``0.87962566103423978`` for ``[-2, 2]``.
+    with ``P = Phi(beta) - Phi(alpha)``; ``0.87962566103423978`` for ``[-2, 2]``. An interval
+    too narrow for the density to vary gives the uniform's ``width / sqrt(12)``; a lower bound
+    beyond 30 (where the closed form cancels) the tail's asymptotic series.
     """
     _, alpha, beta = _upper_side(alpha, beta)
+    width = beta - alpha
+    if _narrow(alpha, beta, width):
+        return width / math.sqrt(12.0)
+    if alpha > _EXPONENTIAL_TAIL:  # the closed form cancels: the tail's asymptotic series
+        t = alpha * width  # times the factor of an exponential truncated to [0, width]
+        cut = 0.0 if t > 700 else t * t * math.exp(-t) / math.expm1(-t) ** 2
+        return math.sqrt(max(0.0, _tail_variance(alpha) * (1.0 - cut))) / alpha
     log_p = _log_mass(alpha, beta)
 
     def ratio(x: float) -> tuple[float, float]:  # phi(x) / P and x phi(x) / P
@@ -169,11 +267,18 @@ def fill_truncated_normal_(
     dense = torch.contiguous_format
     work = tensor if tensor.is_contiguous() else torch.empty_like(tensor, memory_format=dense)
     flat = work.view(-1)
-    mass = math.exp(_log_mass(alpha, beta))
-    if mass >= _MIN_REJECTION_MASS:
-        _fill_by_rejection(flat, mean, std, a, b, mass, generator)
+    sign, lo, hi = _upper_side(alpha, beta)
+    width = (b - a) / std  # exact where beta - alpha loses digits (mean far from [a, b])
+    if _narrow(lo, hi, width):
+        flat.uniform_(a, b, generator=generator)
+    elif lo > _EXPONENTIAL_TAIL:
+        _fill_exponential_tail(flat, a if sign > 0 else b, sign * std, lo, width, generator)
     else:
-        _fill_from_tail_side(flat, mean, std, alpha, beta, generator)
+        mass = math.exp(_log_mass(alpha, beta))
+        if mass >= _MIN_REJECTION_MASS:
+            _fill_by_rejection(flat, mean, std, a, b, mass, generator)
+        else:
+            _fill_from_tail_side(flat, mean, std, alpha, beta, generator)
     if work is not tensor:
         tensor.copy_(work)
     return tensor
@@ -234,32 +339,44 @@ def _inside_draws(k, like, mean, std, a, b, mass, generator, as_numpy=False):
 
 def _fill_from_tail_side(flat, mean, std, alpha, beta, generator) -> None:
     sign, alpha, beta = _upper_side(alpha, beta)
-    if alpha > _EXPONENTIAL_TAIL:
-        draw = partial(_exponential_tail, alpha=alpha, beta=beta, generator=generator)
-    else:
-        q_lo, q_hi = math.exp(_log_sf(beta)), math.exp(_log_sf(alpha))
-        draw = partial(_inverse_cdf, q_lo=q_lo, q_hi=q_hi, generator=generator)
+    q_lo, q_hi = math.exp(_log_sf(beta)), math.exp(_log_sf(alpha))
     for start in range(0, flat.numel(), _CHUNK):
         part = flat[start : start + _CHUNK]
-        z = draw(part.numel(), device=part.device).clamp_(alpha, beta)
-        part.copy_(z.mul_(sign * std).add_(mean))
+        z = _inverse_cdf(
+            part.numel(), q_lo=q_lo, q_hi=q_hi, device=part.device, generator=generator
+        )
+        part.copy_(z.clamp_(alpha, beta).mul_(sign * std).add_(mean))
 
 
-def _inverse_cdf(m, *, q_lo, q_hi, device, generator) -> torch.Tensor:
+def _inverse_cdf(m, q_lo, q_hi, device, generator) -> torch.Tensor:
     u = torch.empty(m, dtype=torch.float64, device=device).uniform_(q_lo, q_hi, generator=generator)
     return torch.special.ndtri(u).neg_()  # Q^{-1}(u) = -Phi^{-1}(u)
 
 
-def _exponential_tail(m, *, alpha, beta, device, generator) -> torch.Tensor:
+def _fill_exponential_tail(flat, bound, step, alpha, width, generator) -> None:
+    """``bound + step * x`` with ``x`` the distance into the tail in standard deviations: the
+    truncated normal seen from its near bound, exact however far the mean lies."""
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start : start + _CHUNK]
+        x = _exponential_tail(
+            part.numel(), alpha=alpha, width=width, device=part.device, generator=generator
+        )
+        part.copy_(x.clamp_(0.0, width).mul_(step).add_(bound))
+
+
+def _exponential_tail(m, *, alpha, width, device, generator) -> torch.Tensor:
+    """Offsets ``x = z - alpha`` of ``z ~ N(0, 1)`` conditioned on ``[alpha, alpha + width]``,
+    ``alpha > 30``: an ``Exp(alpha)`` proposal truncated to ``[0, width]``, accepted with
+    probability ``exp(-x^2 / 2)`` (Robert 1995)."""
     out = torch.empty(m, dtype=torch.float64, device=device)
-    scale = math.expm1(-alpha * (beta - alpha))  # -1 for an unbounded tail
+    scale = math.expm1(-alpha * width)  # -1 for an unbounded tail
     filled = 0
     while filled < m:
         k = int((m - filled) * 1.05) + 16
         u = torch.empty(k, dtype=torch.float64, device=device).uniform_(generator=generator)
         v = torch.empty(k, dtype=torch.float64, device=device).uniform_(generator=generator)
-        x = u.mul_(scale).log1p_().div_(-alpha)  # Exp(alpha) truncated to [0, beta - alpha]
+        x = u.mul_(scale).log1p_().div_(-alpha)
         good = x[v <= torch.exp(x * x * -0.5)][: m - filled]
-        out[filled : filled + good.numel()] = good + alpha
+        out[filled : filled + good.numel()] = good
         filled += good.numel()
     return out

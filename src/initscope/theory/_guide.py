@@ -73,7 +73,7 @@ def _recommend(a: Activation) -> Recommendation:
 
 
 def recommend(act: Any, *, param: float | None = None) -> Recommendation:
-    """The seed's selection guide: the scheme and variance for the weights feeding ``act``.
+    """The classic selection guide: the scheme and variance for the weights feeding ``act``.
 
     ReLU: He, ``Var = 2 / fan_in``; leaky ReLU(a): ``2 / ((1 + a^2) fan_in)``; sigmoid, tanh and
     other bounded symmetric-style activations (softsign, hardtanh, hardsigmoid, sin) and linear:
@@ -171,7 +171,7 @@ def guide() -> list[GuideEntry]:
     """The selection guide with exact numbers, one :class:`GuideEntry` per activation.
 
     Rows: sigmoid, tanh, ReLU, leaky ReLU (0.01 and 0.2), SELU, GELU, Swish (silu), Mish, ELU,
-    softplus. Each gives the seed's recommended scheme and variance, the exact forward and
+    softplus. Each gives the guide's recommended scheme and variance, the exact forward and
     backward gains at ``q = 1`` next to torch's ``calculate_gain``, and the predicted 50-layer
     forward and backward log2 changes under the recommendation and at the critical point
     (:func:`critical_point` with ``q* = 1``) where one exists.

@@ -29,7 +29,7 @@ _Q_EDGE_MAX = 1e12
 
 
 def _second(a: Activation, q: float) -> float:
-    return raw_moments(a, q)[1]
+    return raw_moments(a, q, derivative=False)[1]
 
 
 def _deriv_second(a: Activation, q: float) -> float:
