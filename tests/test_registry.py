@@ -7,7 +7,7 @@ import torch
 
 from initscope import init
 from initscope.init._fans import torch_fans
-from initscope.init._registry import RECORDS, SHORTHANDS, record, scheme_name
+from initscope.init.registry import RECORDS, SHORTHANDS, record, scheme_name
 from initscope.policy._choice import accepted, applicable
 
 # (scheme, kwargs, shape): the record's std against the std of a large draw

@@ -23,7 +23,7 @@ import torch.nn as nn
 from initscope._torch import removing
 from initscope.activations import Activation, from_module
 from initscope.graph import LayerKind, layer_kind, norm_kind
-from initscope.report._rules import SATURATION_MARGIN
+from initscope.report import SATURATION_MARGIN
 
 RowKind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
 _ROW_KIND: dict[str, RowKind] = {

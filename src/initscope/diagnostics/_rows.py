@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from initscope.diagnostics._hooks import Call, ModuleStats, Spec
 from initscope.init._fans import Fans, fans
-from initscope.report._rules import Role
+from initscope.report import Role
 from initscope.theory import Moments, moments
 
 

@@ -33,7 +33,7 @@ from initscope.diagnostics._inputs import (
     validate,
 )
 from initscope.diagnostics._rows import fans_of, layer_rows
-from initscope.report._report import Report
+from initscope.report import Report
 
 __all__ = ["diagnose", "synthetic_batch"]
 

@@ -18,7 +18,7 @@ without the underscore (``normal``, ``xavier_uniform``, ...) warn and call the n
 Extensions (``_extended.py``): ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``,
 ``lecun_uniform_``, ``he_truncated_normal_`` and ``glorot_truncated_normal_`` (Keras/JAX
 ``he_normal``/``glorot_normal``), ``truncated_normal_`` (bounds in standard deviations, variance
-corrected) and ``delta_orthogonal_``. One registry record per scheme (``_registry.py``) serves
+corrected) and ``delta_orthogonal_``. One registry record per scheme (:mod:`initscope.init.registry`) serves
 drawing (:data:`SCHEMES`, :func:`get_scheme`) and planning.
 """
 
@@ -35,7 +35,7 @@ from initscope.init._extended import (
 )
 from initscope.init._fans import FanMode as FanMode
 from initscope.init._fans import Fans as Fans
-from initscope.init._registry import SCHEMES, get_scheme
+from initscope.init.registry import SCHEMES, get_scheme
 from initscope.init._schemes import Distribution as Distribution
 from initscope.init._schemes import TorchNonlinearity as TorchNonlinearity
 from initscope.init._schemes import (  # noqa: F401  with the deprecated names torch keeps

@@ -12,6 +12,7 @@ from initscope.report._rules import (
     TREND_MIN,
     VERDICTS,
     Kind,
+    Role,
     Verdict,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "Kind",
     "LayerStats",
     "Report",
+    "Role",
     "Verdict",
     "compare",
 ]
