@@ -38,6 +38,7 @@ from initscope.init import (
     zeros_,
 )
 from initscope.calibration._lsuv import LSUVResult, lsuv
+from initscope.ensembles import Diversity, Ensemble, diversity, ensemble
 from initscope.policy._plan import Plan, initialize, plan
 from initscope.policy import PRESETS, Choice
 from initscope.report import LayerStats, Report, compare
@@ -125,6 +126,10 @@ __all__ = [
     "Choice",
     "initialize",
     "PRESETS",
+    "ensemble",
+    "Ensemble",
+    "diversity",
+    "Diversity",
 ]
 
 
