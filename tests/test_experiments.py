@@ -28,6 +28,7 @@ def test_registry_and_errors() -> None:
         "normalization",
         "deep_linear",
         "pricing",
+        "ensembles",
     )
     with pytest.raises(ValueError, match=r"unknown experiment 'scale_swep'; valid: scale_sweep"):
         experiments.get("scale_swep")

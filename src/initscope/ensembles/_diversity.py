@@ -317,7 +317,8 @@ def _basins(
         ]
     )
     ends = (losses[:, 0] + losses[:, -1]) / 2
-    barriers = losses.max(1) - ends
+    line = np.outer(losses[:, 0], 1 - alphas) + np.outer(losses[:, -1], alphas)
+    barriers = (losses - line).max(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(ends > 0, barriers / ends, math.nan)
     return BasinDiversity(

@@ -114,10 +114,13 @@ class BasinDiversity:
     """Loss along the straight line between two members (linear mode connectivity).
 
     ``losses[p, a]`` is the loss at ``theta(alpha) = (1 - alpha) theta_i + alpha theta_j`` for
-    pair ``pairs[p]`` and ``alphas[a]`` (floating buffers interpolated too); the barrier is
-    ``max_alpha loss(alpha) - (loss(0) + loss(1)) / 2`` (Frankle et al. 2020). A barrier
-    above 0 means the path leaves the low-loss region: the two members sit in distinct basins;
-    ``relative_barriers`` divides by the endpoints' mean loss.
+    pair ``pairs[p]`` and ``alphas[a]`` (floating buffers interpolated too). The barrier is the
+    largest rise above the straight line between the endpoint losses,
+    ``max_alpha [loss(alpha) - ((1 - alpha) loss(0) + alpha loss(1))]`` (linear mode
+    connectivity, Frankle et al. 2020; this form, from Entezari et al. 2022, is 0 on a convex
+    stretch even when the endpoints' losses differ). A barrier above 0 means the path leaves
+    the low-loss region: the two members sit in distinct basins. ``relative_barriers`` divides
+    by the endpoints' mean loss.
     """
 
     pairs: list[tuple[int, int]]

@@ -23,7 +23,9 @@ import torch
 
 from initscope.experiments._common import Claim, Result
 
-ExperimentName = Literal["scale_sweep", "xavier_vs_he", "normalization", "deep_linear", "pricing"]
+ExperimentName = Literal[
+    "scale_sweep", "xavier_vs_he", "normalization", "deep_linear", "pricing", "ensembles"
+]
 #: The experiments in the order the demo runs them.
 EXPERIMENTS: tuple[str, ...] = get_args(ExperimentName)
 

@@ -11,6 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from initscope.experiments._figures_ensembles import draw_ensembles
+
 COLORS = {
     "xavier": "tab:blue",
     "he": "tab:red",
@@ -200,4 +202,5 @@ _DRAWERS: dict[str, Callable[[Any], Figure]] = {
     "normalization": _normalization,
     "deep_linear": _deep_linear,
     "pricing": _pricing,
+    "ensembles": draw_ensembles,
 }
