@@ -4,8 +4,11 @@ measures with known answers, nothing changed by a measure; the demo experiment i
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
+import re
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -354,3 +357,45 @@ def test_experiment_quick(quick_result) -> None:  # noqa: ANN001
         assert r.path_losses[v].shape == (r.members - 1, len(r.path_alphas))
     assert r.most_useful in r.variants
     json.dumps(r.to_dict(), allow_nan=False)
+
+
+# ----------------------------------------------------------------------------- the docs
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "ensembles.md"
+
+
+def test_docs_python_blocks_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "docs"}
+    for block in blocks:  # the blocks build on each other, as a reader runs them
+        exec(compile(block, str(DOCS), "exec"), namespace)
+
+
+def _doc_script():  # noqa: ANN202
+    path = DOCS.parents[1] / "scripts" / "ensembles_doc.py"
+    spec = importlib.util.spec_from_file_location("ensembles_doc", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_block_renders_from_a_result(quick_result) -> None:  # noqa: ANN001
+    script = _doc_script()
+    text = script.render(quick_result)
+    assert text.count("\n| ") == len(quick_result.variants) + 1 + len(quick_result.claims) + 1
+    assert f"Most useful diversity: {quick_result.most_useful}" in text
+    assert script.block(DOCS.read_text()).startswith("Run: `python scripts/ensembles_doc.py`")
+
+
+@pytest.mark.slow
+def test_docs_numbers_match_a_fresh_full_run() -> None:
+    from initscope import experiments
+
+    script = _doc_script()
+    result = experiments.run("ensembles")
+    assert script.block(DOCS.read_text()) == script.render(result), (
+        "docs/ensembles.md drifted: run python scripts/ensembles_doc.py"
+    )

@@ -79,6 +79,8 @@ class EnsemblesResult(Result):
     width_out: dict[str, float]
     mean_cka: dict[str, dict[str, float]]
     target_variance: float
+    target_mean: float
+    mean_prediction: dict[str, float]
     most_useful: str
     vectorized: bool
     claims: list[Claim]
@@ -183,12 +185,14 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Ens
                 generator=torch.Generator().manual_seed(batch_seed),
             )
             vectorized = vectorized and bool(ens.vectorized)
+            with torch.no_grad():
+                prediction = float(ens.eval()(x_te).mean())
             d_in = diversity(ens, x_te, y_te, level=LEVEL)
             d_out = diversity(ens, x_out, y_out, level=LEVEL, layers=[], pairs=[(0, 1)], points=3)
-            out[label] = {"curve": curve, "in": d_in, "out": d_out}
-    var = float(y_te.double().var(correction=0))
+            out[label] = {"curve": curve, "in": d_in, "out": d_out, "prediction": prediction}
+    moments = (float(y_te.double().var(correction=0)), float(y_te.double().mean()))
     return _result(
-        out, members, hidden, steps, lr, batch_size, n_train, n_test, every, vectorized, var
+        out, members, hidden, steps, lr, batch_size, n_train, n_test, every, vectorized, moments
     )
 
 
@@ -203,9 +207,11 @@ def _result(
     n_test: int,
     every: int,
     vectorized: bool,
-    target_variance: float,
+    moments: tuple[float, float],
 ) -> EnsemblesResult:
     variants = list(out)
+    target_variance, target_mean = moments
+    prediction = {v: float(out[v]["prediction"]) for v in variants}  # type: ignore[arg-type]
     d_in: dict[str, Diversity] = {v: out[v]["in"] for v in variants}  # type: ignore[misc]
     d_out: dict[str, Diversity] = {v: out[v]["out"] for v in variants}  # type: ignore[misc]
 
@@ -261,7 +267,8 @@ def _result(
             + "; CKA of the last hidden layer between members: "
             + fmt({v: r_cka[v] for v in variants}, ".2f")
             + "".join(
-                f"; {v}: the members compute one function (spread 0), test MSE "
+                f"; {v}: the members compute one function (spread 0), mean prediction "
+                f"{prediction[v]:.3g} for a mean price of {target_mean:.3g}, test MSE "
                 f"{ens_mse[v]:.3g} against a price variance of {target_variance:.3g}"
                 for v in variants
                 if spread[v] == 0
@@ -328,6 +335,8 @@ def _result(
         width_out={v: d_out[v].coverage.mean_width for v in variants},  # type: ignore[union-attr]
         mean_cka=cka,
         target_variance=target_variance,
+        target_mean=target_mean,
+        mean_prediction=prediction,
         most_useful=useful,
         vectorized=vectorized,
         claims=claims,
