@@ -172,6 +172,27 @@ def test_batchnorm_train_mode_updates_each_members_running_stats() -> None:
     assert not torch.equal(ens.member(0)[1].running_mean, ens.member(1)[1].running_mean)
 
 
+def test_batchnorm_cumulative_average_falls_back_and_restores_the_failed_attempt() -> None:
+    # momentum=None averages with 1 / num_batches_tracked, a Python float: vmap cannot
+    def bn_net() -> nn.Sequential:
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, momentum=None), nn.Linear(8, 1))
+
+    ens = ensemble(bn_net, 3, seed=5)
+    alone = ens.members()
+    x = torch.randn(10, 4, generator=gen())
+    with pytest.warns(UserWarning, match="vmap cannot run Sequential in train mode"):
+        out = ens(x)
+    assert ens.vectorized is False
+    for k, m in enumerate(alone):
+        torch.testing.assert_close(out[k], m(x))
+        bn = ens.member(k)[1]
+        assert int(bn.num_batches_tracked) == 1  # the failed vmap attempt was undone
+        torch.testing.assert_close(bn.running_var, m[1].running_var)
+    ens.eval()
+    ens(x)
+    assert ens.vectorized is True  # eval mode reads the running statistics: vmap runs it
+
+
 def test_from_models_and_bad_input() -> None:
     models = [mlp() for _ in range(2)]
     ens = Ensemble(models)
@@ -315,8 +336,9 @@ def test_diversity_bad_input() -> None:
     x = torch.randn(8, 6)
     with pytest.raises(TypeError, match="members"):
         diversity(models[0], x)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="at least 2 members"):
-        diversity(models[:1], x)
+    for few in (models[:1], []):
+        with pytest.raises(ValueError, match="at least 2 members"):
+            diversity(few, x)
     for kwargs, err, match in [
         (dict(level=1.0), ValueError, "level"),
         (dict(pairs=[(0, 0)]), ValueError, "pairs"),

@@ -64,6 +64,8 @@ class _Members:
         for i, m in enumerate(members):
             if not isinstance(m, nn.Module):
                 raise TypeError(f"members[{i}]: expected an nn.Module, got {type(m).__name__}")
+        if len(members) < 2:
+            raise ValueError(f"members: expected at least 2 members, got {len(members)}")
         self.ensemble = None
         self.n = len(members)
         self._modules = list(members)
@@ -151,7 +153,8 @@ def _regression(out: Tensor, targets: Tensor | None, level: float) -> tuple[Any,
         ) from None
     err = f - y
     member_errors = (err**2).mean(1)
-    corr = np.corrcoef(err.numpy()) if out.shape[0] > 1 else np.ones((1, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant error: NaN, no warning
+        corr = np.corrcoef(err.numpy())
     reg = RegressionDiversity(
         spread=spread,
         ambiguity=ambiguity,
