@@ -8,8 +8,10 @@ basins (loss barrier on the linear path) and the coverage of the ensemble's pred
 intervals. See ``docs/ensembles.md``.
 """
 
-from initscope.ensembles._diversity import diversity, loss_barrier
-from initscope.ensembles._members import Ensemble, draw_member, ensemble, member_seeds
+from initscope.ensembles._basins import loss_barrier
+from initscope.ensembles._diversity import diversity
+from initscope.ensembles._ensemble import Ensemble
+from initscope.ensembles._members import draw_member, ensemble, member_seeds
 from initscope.ensembles._results import (
     BasinDiversity,
     ClassificationDiversity,

@@ -11,21 +11,20 @@ prediction intervals.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from initscope.diagnostics import linear_cka
-from initscope.ensembles._members import Ensemble, _check_int
+from initscope.ensembles._basins import LossFn, check_pairs, default_loss
+from initscope.ensembles._basins import basins as basins_
+from initscope.ensembles._checks import check_int
+from initscope.ensembles._ensemble import Ensemble
 from initscope.ensembles._results import (
-    BasinDiversity,
     ClassificationDiversity,
     Coverage,
     Diversity,
@@ -34,94 +33,12 @@ from initscope.ensembles._results import (
     WeightDiversity,
     off_diagonal_mean,
 )
+from initscope.ensembles._view import Members, as_args, first_tensor
 
-__all__ = ["diversity", "loss_barrier"]
+__all__ = ["diversity"]
 
 Task = Literal["regression", "classification"]
 _TASKS = ("regression", "classification")
-LossFn = Callable[[Tensor, Tensor], Tensor]
-
-
-class _Members:
-    """A uniform view of an :class:`Ensemble` or a list of models: outputs, per-member state
-    (name -> tensor), the module to substitute states into, and ordinary modules for hooks."""
-
-    def __init__(self, members: Ensemble | Sequence[nn.Module]) -> None:
-        if isinstance(members, Ensemble):
-            self.ensemble: Ensemble | None = members
-            self.n = members.n
-            self.template: nn.Module = members._template
-            params, buffers = members.stacked_parameters(), members.stacked_buffers()
-            self.states: list[dict[str, Tensor]] | None = [
-                {name: t[k] for name, t in (*params.items(), *buffers.items())}
-                for k in range(self.n)
-            ]
-            self._modules: list[nn.Module] | None = None
-            return
-        if isinstance(members, nn.Module) or not isinstance(members, Sequence):
-            got = type(members).__name__
-            raise TypeError(f"members: expected an Ensemble or a list of nn.Module, got {got}")
-        for i, m in enumerate(members):
-            if not isinstance(m, nn.Module):
-                raise TypeError(f"members[{i}]: expected an nn.Module, got {type(m).__name__}")
-        if len(members) < 2:
-            raise ValueError(f"members: expected at least 2 members, got {len(members)}")
-        self.ensemble = None
-        self.n = len(members)
-        self._modules = list(members)
-        self.template = self._modules[0]
-        states = [dict([*m.named_parameters(), *m.named_buffers()]) for m in self._modules]
-        shapes = [{k: (t.shape, t.dtype) for k, t in s.items()} for s in states]
-        # weights and basins need one architecture; predictions do not
-        self.states = states if all(s == shapes[0] for s in shapes) else None
-
-    def modules(self) -> list[nn.Module]:
-        if self._modules is not None:
-            return self._modules
-        assert self.ensemble is not None
-        return self.ensemble.members()
-
-    def outputs(self, args: tuple) -> Tensor:
-        if self.ensemble is not None:
-            out = self.ensemble(*args)
-        else:
-            out = torch.stack([_first_tensor(m(*args), "a member's output") for m in self._modules])  # type: ignore[union-attr]
-        return _first_tensor(out, "the members' output")
-
-    @contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """Eval mode, no grad, forked global RNG; every module's mode restored on exit."""
-        owners: list[nn.Module] = [self.ensemble] if self.ensemble is not None else self._modules  # type: ignore[list-item]
-        modes = [(m, m.training) for o in owners for m in o.modules()]
-        try:
-            for o in owners:
-                o.eval()
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                yield
-        finally:
-            for m, mode in modes:
-                m.training = mode
-            if self.ensemble is not None:
-                self.ensemble.train(self.ensemble.training)
-
-
-def _first_tensor(out: Any, what: str) -> Tensor:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    raise TypeError(f"{what}: expected a tensor (or a tuple starting with one), got "
-                    f"{type(out).__name__}")  # fmt: skip
-
-
-def _args(inputs: Any) -> tuple:
-    if isinstance(inputs, Tensor):
-        return (inputs,)
-    if isinstance(inputs, tuple) and inputs:
-        return inputs
-    raise TypeError(
-        f"inputs: expected a tensor or a tuple of positional arguments, got {type(inputs).__name__}"
-    )
 
 
 def _task(task: Any, outputs: Tensor, targets: Tensor | None) -> str:
@@ -216,13 +133,13 @@ def _default_layers(model: nn.Module) -> list[str]:
 
 def _recorder(store: dict[str, Tensor], name: str) -> Callable[..., None]:
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        store[name] = _first_tensor(output, f"layers: the output of {name!r}")
+        store[name] = first_tensor(output, f"layers: the output of {name!r}")
 
     return hook
 
 
 def _representations(
-    members: _Members, args: tuple, layers: Sequence[str]
+    members: Members, args: tuple, layers: Sequence[str]
 ) -> RepresentationDiversity:
     modules = members.modules()
     seen = {name for name, _ in modules[0].named_modules()}
@@ -266,89 +183,6 @@ def _weights(states: list[dict[str, Tensor]], names: list[str]) -> WeightDiversi
     mat = cos.numpy()
     np.fill_diagonal(mat, np.where(norms.numpy() > 0, 1.0, math.nan))
     return WeightDiversity(mat, off_diagonal_mean(mat))
-
-
-def _default_loss(task: str) -> LossFn:
-    if task == "regression":
-
-        def mse(out: Tensor, y: Tensor) -> Tensor:
-            return F.mse_loss(out.to(torch.float64), torch.broadcast_to(y, out.shape).double())
-
-        return mse
-
-    def ce(out: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]).to(torch.float64), y.reshape(-1))
-
-    return ce
-
-
-def _path_losses(
-    template: nn.Module,
-    a: dict[str, Tensor],
-    b: dict[str, Tensor],
-    alphas: np.ndarray,
-    args: tuple,
-    targets: Tensor,
-    loss: LossFn,
-) -> np.ndarray:
-    losses = []
-    for alpha in alphas:
-        state = {
-            k: torch.lerp(a[k], b[k], float(alpha)) if a[k].is_floating_point() else a[k] for k in a
-        }
-        out = _first_tensor(functional_call(template, state, args), "the model's output")
-        losses.append(float(loss(out, targets)))
-    return np.asarray(losses)
-
-
-def _basins(
-    members: _Members,
-    args: tuple,
-    targets: Tensor,
-    loss: LossFn,
-    pairs: list[tuple[int, int]],
-    points: int,
-) -> BasinDiversity:
-    assert members.states is not None
-    alphas = np.linspace(0.0, 1.0, points)
-    losses = np.stack(
-        [
-            _path_losses(
-                members.template, members.states[i], members.states[j], alphas, args, targets, loss
-            )
-            for i, j in pairs
-        ]
-    )
-    ends = (losses[:, 0] + losses[:, -1]) / 2
-    line = np.outer(losses[:, 0], 1 - alphas) + np.outer(losses[:, -1], alphas)
-    barriers = (losses - line).max(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(ends > 0, barriers / ends, math.nan)
-    return BasinDiversity(
-        pairs=pairs,
-        alphas=alphas,
-        losses=losses,
-        barriers=barriers,
-        relative_barriers=relative,
-        mean_barrier=float(barriers.mean()),
-        max_barrier=float(barriers.max()),
-    )
-
-
-def _check_pairs(pairs: Any, n: int) -> list[tuple[int, int]]:
-    if pairs is None:
-        return [(k, k + 1) for k in range(n - 1)]
-    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs:
-        raise TypeError("pairs: expected a non-empty list of (i, j) member indices")
-    out = []
-    for p in pairs:
-        if not (isinstance(p, Sequence) and len(p) == 2):
-            raise TypeError(f"pairs: expected (i, j) pairs, got {p!r}")
-        i, j = (_check_int(v, "pairs", 0) for v in p)
-        if i >= n or j >= n or i == j:
-            raise ValueError(f"pairs: expected two different members in 0..{n - 1}, got {p!r}")
-        out.append((i, j))
-    return out
 
 
 # ----------------------------------------------------------------------------- public
@@ -396,18 +230,18 @@ def diversity(
     Raises:
         TypeError, ValueError: bad arguments (named), before any model runs.
     """
-    view = _Members(members)
+    view = Members(members)
     if view.n < 2:
         raise ValueError(f"members: expected at least 2 members, got {view.n}")
-    args = _args(inputs)
+    args = as_args(inputs)
     if targets is not None and not isinstance(targets, Tensor):
         raise TypeError(f"targets: expected a tensor or None, got {type(targets).__name__}")
     if task is not None and task not in _TASKS:
         raise ValueError(f"task: expected one of {', '.join(_TASKS)} or None, got {task!r}")
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
-    points = _check_int(points, "points", 3)
-    pair_list = _check_pairs(pairs, view.n)
+    points = check_int(points, "points", 3)
+    pair_list = check_pairs(pairs, view.n)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss: expected a callable (output, targets) -> scalar, got {loss!r}")
     if layers is not None and (isinstance(layers, str) or not isinstance(layers, Sequence)):
@@ -437,8 +271,8 @@ def diversity(
             ]
             weights = _weights(view.states, names)
             if targets is not None:
-                fn = loss if loss is not None else _default_loss(kind)
-                basins = _basins(view, args, targets, fn, pair_list, points)
+                fn = loss if loss is not None else default_loss(kind)
+                basins = basins_(view, args, targets, fn, pair_list, points)
     return Diversity(
         n_members=view.n,
         task=kind,
@@ -449,27 +283,3 @@ def diversity(
         basins=basins,
         coverage=coverage,
     )
-
-
-def loss_barrier(
-    a: nn.Module,
-    b: nn.Module,
-    inputs: Tensor | tuple,
-    targets: Tensor,
-    loss: LossFn,
-    *,
-    points: int = 11,
-) -> BasinDiversity:
-    """The loss along ``(1 - alpha) a + alpha b`` and its barrier (Frankle et al. 2020) for two
-    models of one architecture, in eval mode; changes nothing. See :class:`BasinDiversity`."""
-    if not callable(loss):
-        raise TypeError(f"loss: expected a callable (output, targets) -> scalar, got {loss!r}")
-    if not isinstance(targets, Tensor):
-        raise TypeError(f"targets: expected a tensor, got {type(targets).__name__}")
-    view = _Members([a, b])
-    if view.states is None:
-        raise ValueError("a, b: expected two models with the same parameters and buffers")
-    points = _check_int(points, "points", 3)
-    args = _args(inputs)
-    with view.evaluating():
-        return _basins(view, args, targets, loss, [(0, 1)], points)
