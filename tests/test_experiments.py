@@ -30,6 +30,7 @@ def test_registry_and_errors() -> None:
         "pricing",
         "warm_start",
         "transfer",
+        "ensembles",
     )
     with pytest.raises(ValueError, match=r"unknown experiment 'scale_swep'; valid: scale_sweep"):
         experiments.get("scale_swep")

@@ -40,6 +40,7 @@ from initscope.init import (
 from initscope.calibration import HeadResult, init_head
 from initscope.calibration._lsuv import LSUVResult, lsuv
 from initscope.grow import Growth, deepen, shrink_perturb, widen
+from initscope.ensembles import Diversity, Ensemble, diversity, ensemble
 from initscope.policy._plan import Plan, initialize, plan
 from initscope.policy import PRESETS, Choice
 from initscope.report import LayerStats, Report, compare
@@ -133,6 +134,10 @@ __all__ = [
     "Growth",
     "init_head",
     "HeadResult",
+    "ensemble",
+    "Ensemble",
+    "diversity",
+    "Diversity",
 ]
 
 

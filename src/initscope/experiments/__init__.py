@@ -31,6 +31,7 @@ ExperimentName = Literal[
     "pricing",
     "warm_start",
     "transfer",
+    "ensembles",
 ]
 #: The experiments in the order the demo runs them.
 EXPERIMENTS: tuple[str, ...] = get_args(ExperimentName)

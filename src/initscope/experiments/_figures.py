@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from initscope.experiments import _figures_warm
+from initscope.experiments._figures_ensembles import draw_ensembles
 
 COLORS = {
     "xavier": "tab:blue",
@@ -204,4 +205,5 @@ _DRAWERS: dict[str, Callable[[Any], Figure]] = {
     "pricing": _pricing,
     "warm_start": _figures_warm.warm_start,
     "transfer": _figures_warm.transfer,
+    "ensembles": draw_ensembles,
 }
