@@ -49,7 +49,7 @@ def mlp(act: type[nn.Module], depth: int, width: int = 32, out: int | None = Non
 
 
 def test_presets_and_unknown_names() -> None:
-    assert PRESETS == (
+    assert tuple(PRESETS) == (
         "auto",
         "guide",
         "torch",
@@ -420,3 +420,14 @@ def test_auto_keeps_the_signal_in_a_transformer_encoder() -> None:
         report.forward_log2,
         report.backward_log2,
     )
+
+
+def test_presets_are_plain_functions_named_by_the_literal() -> None:
+    from typing import get_args
+
+    from initscope.policy import Preset
+    from initscope.policy.presets import PRESETS as table
+
+    assert tuple(table) == get_args(Preset)
+    assert all(callable(fn) for fn in table.values())
+    assert "auto" in initscope.PRESETS and "nope" not in initscope.PRESETS

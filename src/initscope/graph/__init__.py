@@ -18,11 +18,26 @@ from typing import Any, Literal
 
 from torch import nn
 
-from initscope.graph import _build as gb
-from initscope.graph._analysis import LayerKind, NormKind, analyze, layer_kind, norm_kind
 from initscope.activations import Activation
+from initscope.graph import _build as gb
+from initscope.graph._analysis import (
+    MATRIX_KINDS,
+    LayerKind,
+    NormKind,
+    analyze,
+    layer_kind,
+    norm_kind,
+)
 
-__all__ = ["Layer", "LayerKind", "NormKind", "inspect_model", "layer_kind", "norm_kind"]
+__all__ = [
+    "MATRIX_KINDS",
+    "Layer",
+    "LayerKind",
+    "NormKind",
+    "inspect_model",
+    "layer_kind",
+    "norm_kind",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from initscope.graph import _build as gb
 from initscope.activations import Activation, from_function, from_module
+from initscope.graph import _build as gb
 
 LayerKind = Literal[
     "linear",
@@ -30,6 +30,11 @@ LayerKind = Literal[
     "other",
 ]
 NormKind = Literal["batch_norm", "layer_norm", "group_norm", "rms_norm", "instance_norm"]
+
+MATRIX_KINDS: frozenset[LayerKind] = frozenset(
+    {"linear", "conv", "conv_transpose", "bilinear", "attention"}
+)
+"""Kinds whose main parameter is a weight matrix or kernel consumed by a matmul-like op."""
 
 _ADD = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__", "iadd"})
 _SCALE = frozenset(

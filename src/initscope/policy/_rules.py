@@ -39,16 +39,27 @@ from typing import Any, Literal
 
 from torch import nn
 
-from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
 from initscope.graph import Layer
+from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
+from initscope.policy.presets import PRESETS, PresetFn, decide, describe
+from initscope.policy.presets.base import untouched_note
 
-__all__ = ["PRESETS", "Choice", "Preset", "Rule", "choice", "choose", "check_preset"]
+__all__ = [
+    "PRESETS",
+    "Choice",
+    "Preset",
+    "PresetFn",
+    "Rule",
+    "check_preset",
+    "choice",
+    "choose",
+]
 
 Preset = Literal[
     "auto", "guide", "torch", "xavier", "he", "lecun", "orthogonal", "gpt2", "fixup", "lsuv"
 ]
-PRESETS: tuple[str, ...] = Preset.__args__
-"""Preset names, for ``initialize(model, preset=...)`` and the CLI's ``--preset`` / ``--init``."""
+"""Preset names, for ``initialize(model, preset=...)`` and the CLI's ``--preset`` / ``--init``:
+the keys of :data:`PRESETS` (name -> preset function; iterating it gives the names)."""
 
 Selector = type | tuple | str
 Rule = tuple | Callable[[Layer, str], Any]
@@ -221,11 +232,9 @@ def choose(
 ) -> list[Decision]:
     """Decide every parameter of ``model``: custom rules first, then ``zero_init_residual``,
     then the preset. Warns for rule selectors that match nothing and for untouched parameters."""
-    from initscope.policy import presets as _presets
-
     preset = check_preset(preset)
     compiled = compile_rules(rules)
-    ctx = _presets.Context(model, list(layers), preset, zero_init_residual)
+    facts = describe(model, layers)
     names = {id(p): n for n, p in model.named_parameters()}
     seen: set[int] = set()
     decisions: list[Decision] = []
@@ -242,8 +251,10 @@ def choose(
                 if picked is not None:
                     break
             if picked is None:
-                picked = _as_choices(ctx.choose(layer, name), f"preset {preset!r}")
-            note = "" if picked else ctx.untouched_note(layer, name)
+                picked = _as_choices(
+                    decide(facts, preset, layer, name, zero_init_residual), f"preset {preset!r}"
+                )
+            note = "" if picked else untouched_note(preset, layer, name)
             decisions.append(Decision(names[id(p)], layer, name, shape, picked or (), note))
     for rule in compiled:
         if isinstance(rule, _NamedRule) and not rule.matched:
