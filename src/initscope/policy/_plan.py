@@ -333,7 +333,13 @@ def _entries(decisions: Sequence[Any]) -> list[Entry]:
         layer = d.layer
         shown = [c.fans for c in d.choices if c.fans is not None]
         try:
-            f = shown[0] if shown else fans(layer.module, d.name) if len(d.shape) >= 2 else None
+            f = (
+                shown[0]
+                if shown
+                else layer.param_fans.get(d.name) or fans(layer.module, d.name)
+                if len(d.shape) >= 2
+                else None
+            )
         except (ValueError, TypeError):
             f = None
         out.append(

@@ -108,15 +108,11 @@ class _NamedRule:
         """True: the module and this parameter; None: the module but not the parameter."""
         sel = self.selector
         if isinstance(sel, str):
-            full = f"{layer.path}.{param}" if layer.path else param
-            if fnmatch.fnmatchcase(full, sel):
+            if any(fnmatch.fnmatchcase(n, sel) for n in _names(layer, param)):
                 return True
-            if fnmatch.fnmatchcase(layer.path, sel):
+            if any(fnmatch.fnmatchcase(m, sel) for m in _owners(layer, param)):
                 return True
-            if any(
-                fnmatch.fnmatchcase(f"{layer.path}.{p}" if layer.path else p, sel)
-                for p in layer.params
-            ):
+            if any(fnmatch.fnmatchcase(n, sel) for p in layer.params for n in _names(layer, p)):
                 return None
             return False
         return isinstance(layer.module, sel)
@@ -144,6 +140,18 @@ class _NamedRule:
                 kwargs["nonlinearity"] = "leaky_relu"
                 kwargs.setdefault("a", act.param)
         return choice(layer, param, self.scheme, why=self.label(), **kwargs)
+
+
+def _names(layer: Layer, param: str) -> tuple[str, ...]:
+    """Every name of a parameter: under this layer's path, and its tied aliases."""
+    full = f"{layer.path}.{param}" if layer.path else param
+    return (full, *layer.param_aliases.get(param, ()))
+
+
+def _owners(layer: Layer, param: str) -> tuple[str, ...]:
+    """The module paths holding a parameter (several for tied weights)."""
+    others = tuple(n.rpartition(".")[0] for n in layer.param_aliases.get(param, ()))
+    return (layer.path, *others)
 
 
 def compile_rules(rules: Sequence[Rule] | None) -> list[Callable[[Layer, str], Any]]:

@@ -105,6 +105,7 @@ def _guided(facts: ModelFacts, layer: Layer, name: str, exact: bool) -> Any:
         name,
         scaled_ends=True,
         recurrent_schemes=("xavier_normal", "orthogonal", True),
+        token_preset=auto if exact else guide,
     )
     if picked is not NOT_SHARED:
         return picked

@@ -19,7 +19,7 @@ from torch import nn
 from initscope import theory
 from initscope.activations import Activation
 from initscope.graph import MATRIX_KINDS, Layer, norm_kind
-from initscope.policy._choice import Choice, choice, num
+from initscope.policy._choice import Choice, choice, layout_fans, num
 
 DEEP_STACK = 8
 """A plain stack (no normalization, no residual branch) this deep gets the critical point."""
@@ -122,13 +122,19 @@ def untouched_note(preset: str, layer: Layer, name: str) -> str:
 
 
 def weight_param(layer: Layer, name: str) -> bool:
-    """The main weight matrix/kernel of a matrix layer."""
+    """The main weight matrix/kernel of a matrix layer, or any parameter a matmul-like op
+    consumes as its weight (``layer.param_roles``)."""
     if layer.kind == "attention":
         return name in _MHA_WEIGHTS
+    if layer.param_roles.get(name) == "weight":
+        return True
     return layer.kind in MATRIX_KINDS and name == "weight"
 
 
 def bias_param(layer: Layer, name: str) -> bool:
+    """A bias of a matrix layer, or a parameter a matmul-like op adds as its bias."""
+    if layer.param_roles.get(name) == "bias":
+        return True
     return layer.kind in MATRIX_KINDS and name in ("bias", "in_proj_bias")
 
 
@@ -221,9 +227,10 @@ def _norm_name(layer: Layer) -> str:
 def norm(facts: ModelFacts, layer: Layer, name: str, scaled_ends: bool) -> Choice | None:
     """Norm affine: weight 1 (``1/sqrt(L)`` at an accumulating branch end when
     ``scaled_ends``), bias 0."""
-    if name == "bias":
+    role = layer.param_roles.get(name)
+    if name == "bias" or role == "norm_bias":
         return choice(layer, name, "zeros", why=f"{_norm_name(layer)} bias 0")
-    if name != "weight":
+    if name != "weight" and role != "norm_weight":
         return None
     if scaled_ends and layer.ends_residual and not layer.post_norm and facts.L_acc > 0:
         g = 1 / math.sqrt(facts.L_acc)
@@ -244,28 +251,30 @@ def embedding(facts: ModelFacts, layer: Layer, name: str, std: float | None = No
     the padding row 0."""
     if name != "weight":
         return None
-    d = layer.module.weight.shape[1]
-    tied = [p for p in layer.tied_to if p in facts.by_path and facts.by_path[p].kind == "linear"]
     if std is not None:
         first = choice(layer, name, "normal", std=std, why=f"embedding N(0, {std:g}^2)")
-    elif tied:
-        first = choice(
-            layer,
-            name,
-            "normal",
-            std=1 / math.sqrt(d),
-            why=f"embedding tied to the output layer {tied[0]}: std 1/sqrt(d) = "
-            f"1/sqrt({d}), so its logits have the variance of its input",
-        )
     else:
-        first = choice(
-            layer,
-            name,
-            "normal",
-            std=1.0,
-            why="embedding N(0, 1): a looked-up row is the layer's output, unit "
-            "variance like a standardized input",
-        )
+        own, why = embedding_std(facts, layer)
+        for other in layer.summed_with:
+            partner = facts.by_path.get(other)
+            if partner is not None and tied_head(facts, partner) is not None:
+                own = embedding_std(facts, partner)[0]
+                why = (
+                    f"embedding summed with {other} (tied to the output layer): the same std "
+                    f"{num(own)}, so the summed embeddings start at comparable scale"
+                )
+                break
+        else:
+            if layer.summed_with:
+                which = "gets" if len(layer.summed_with) == 1 else "get"
+                what = "this std" if tied_head(facts, layer) is not None else "the same rule"
+                why += (
+                    f"; summed with {', '.join(layer.summed_with)}, which {which} {what}, "
+                    "so the summed embeddings start at comparable scale"
+                )
+        if layer.norm is not None:
+            why += f"; a {layer.norm} follows{' the sum' if layer.summed_with else ''}"
+        first = choice(layer, name, "normal", std=own, why=why)
     pad = getattr(layer.module, "padding_idx", None)
     if pad is None:
         return first
@@ -275,6 +284,93 @@ def embedding(facts: ModelFacts, layer: Layer, name: str, std: float | None = No
             layer, name, "zeros", rows=(pad, pad + 1), why=f"padding_idx {pad}: zero row, as torch"
         ),
     )
+
+
+def tied_head(facts: ModelFacts, layer: Layer) -> Layer | None:
+    """The linear layer (an output head) that shares ``layer``'s weight, if any."""
+    for path in layer.tied_to:
+        other = facts.by_path.get(path)
+        if other is not None and other.kind == "linear":
+            return other
+    return None
+
+
+def embedding_std(facts: ModelFacts, layer: Layer) -> tuple[float, str]:
+    """The std of an embedding's rows under ``auto``, with the reason.
+
+    Tied to an output head whose input is multiplied by ``s`` (T5: ``s = d^-0.5``): the head's
+    input is normalized (unit variance per element), so ``Var(logit) = d s^2 std^2``, and
+    ``std = 1 / (|s| sqrt(d))`` starts the logits at unit variance. Otherwise, when the rows are
+    multiplied by ``c`` (``sqrt(d)`` in several language models), ``std = 1 / |c|``; else 1: a
+    looked-up row is the layer's output, unit variance like a standardized input."""
+    d = layer.module.weight.shape[1]
+    head = tied_head(facts, layer)
+    if head is not None:
+        s = abs(head.input_scale) or 1.0
+        std = 1 / (s * math.sqrt(d))
+        scaled = "" if s == 1.0 else f" and its input is multiplied by {num(s)}"
+        formula = "1/sqrt(d)" if s == 1.0 else "1/(s sqrt(d))"
+        return std, (
+            f"embedding tied to the output layer {head.path}{scaled}: std {formula} = "
+            f"{num(std)} (d = {d}), so the logits start at unit variance"
+        )
+    c = abs(layer.output_scale)
+    if c not in (0.0, 1.0):
+        return 1 / c, (
+            f"embedding rows multiplied by {num(c)}: std 1/{num(c)}, so the scaled rows have "
+            "unit variance like a standardized input"
+        )
+    return 1.0, (
+        "embedding N(0, 1): a looked-up row is the layer's output, unit "
+        "variance like a standardized input"
+    )
+
+
+def layer_scale(layer: Layer, name: str) -> Choice:
+    """A per-channel residual scale (LayerScale, Touvron et al. 2021): the value the model was
+    built with (the library's published init, e.g. 1e-6) when it is a constant, else 1."""
+    t = getattr(layer.module, name).detach()
+    if t.numel() and t.device.type != "meta":
+        v = float(t.flatten()[0])
+        if math.isfinite(v) and bool((t == t.flatten()[0]).all()):
+            return choice(
+                layer,
+                name,
+                "constant",
+                val=v,
+                why=f"per-channel residual scale (LayerScale, Touvron et al. 2021): the value "
+                f"{v:g} the model was built with, its published init",
+            )
+    return choice(layer, name, "ones", why="per-channel scale: 1 (identity)")
+
+
+def token_param(
+    facts: ModelFacts, layer: Layer, name: str, preset: PresetFn | None = None
+) -> Choice:
+    """A parameter concatenated to the tokens (a class token) or added to them (a position
+    embedding). With ``preset`` (``auto``, ``guide``): the std of what it joins, so both start
+    at comparable scale (a weight layer fed by the standardized input: ``sqrt(fan_in) x
+    std(W)``; an embedding: its std); without: ``N(0, 0.02^2)`` as ViT (Dosovitskiy et al.
+    2021) and GPT-2."""
+    role = "class token" if layer.param_roles.get(name) == "token" else "position embedding"
+    if preset is None:
+        return choice(layer, name, "normal", std=0.02, why=f"{role}: N(0, 0.02^2), as ViT")
+    std, why = 1.0, f"{role}: N(0, 1), unit variance like a standardized input"
+    partner = facts.by_path.get(layer.param_partners.get(name, ""))
+    if partner is not None:
+        picked = preset(facts, partner, "weight")
+        first = picked[0] if isinstance(picked, tuple) else picked
+        if isinstance(first, Choice):
+            if partner.kind == "embedding":
+                std = first.std
+            else:
+                f = first.fans or layout_fans(partner, "weight")
+                std = math.sqrt(f.fan_in) * first.std
+            why = (
+                f"{role} joining the output of {partner.path}: std {num(std)}, the std of "
+                "that output for a standardized input, so both start at comparable scale"
+            )
+    return choice(layer, name, "normal", std=std, why=why)
 
 
 def _gate_count(module: nn.Module) -> int:
@@ -379,11 +475,19 @@ def shared(
     *,
     scaled_ends: bool,
     recurrent_schemes: tuple[str, str, bool],
+    token_preset: PresetFn | None = None,
 ) -> Any:
     """The choices every preset makes alike: norms, embeddings, recurrent weights (input
-    scheme, recurrent scheme, forget-gate bias 1), PReLU slopes, attention bias_k/bias_v.
+    scheme, recurrent scheme, forget-gate bias 1), PReLU slopes, attention bias_k/bias_v,
+    per-channel scales, class tokens and position parameters (``token_preset``: the preset whose
+    choice for the layer they join sets their std, see :func:`token_param`).
     :data:`NOT_SHARED` when the parameter is none of these."""
     kind = layer.kind
+    role = layer.param_roles.get(name)
+    if role == "scale":
+        return layer_scale(layer, name)
+    if role in ("token", "position"):
+        return token_param(facts, layer, name, token_preset)
     if kind == "norm":
         return norm(facts, layer, name, scaled_ends=scaled_ends)
     if kind == "embedding":

@@ -13,10 +13,12 @@ from initscope.policy.presets.base import (
     ModelFacts,
     bias_param,
     embedding,
+    layer_scale,
     literal,
     matrix,
     norm,
     prelu,
+    token_param,
     weight_param,
     zero_bias,
 )
@@ -69,6 +71,11 @@ def _gpt2_matrix(layer: Layer, name: str) -> bool:
 def gpt2(facts: ModelFacts, layer: Layer, name: str) -> Any:
     """Radford et al. (2019): N(0, 0.02^2), residual projections 0.02 / sqrt(2 n_layer)."""
     kind = layer.kind
+    role = layer.param_roles.get(name)
+    if role == "scale":
+        return layer_scale(layer, name)
+    if role in ("token", "position"):
+        return token_param(facts, layer, name)
     if kind == "norm":
         return norm(facts, layer, name, scaled_ends=False)
     if kind == "embedding":
