@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.initscope-installed
 
-.PHONY: demo test test-all bench lint clean
+.PHONY: demo test test-all zoo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# The real-model zoo needs the registry build of torch (torchvision and timm do not import next to
+# the CPU wheel), so it gets its own environment.
+ZOO_VENV := .venv-zoo
+zoo:
+	test -x $(ZOO_VENV)/bin/python || $(PYTHON) -m venv $(ZOO_VENV)
+	$(ZOO_VENV)/bin/pip install -q --disable-pip-version-check -e ".[zoo]"
+	$(ZOO_VENV)/bin/python -m pytest -q -m zoo tests/zoo
+	$(ZOO_VENV)/bin/python scripts/zoo_table.py
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
