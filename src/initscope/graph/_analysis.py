@@ -618,9 +618,7 @@ def _graph_use(
     name = node.name
     if name in _LINEAR_OPS | _CONV_OPS | _CONV_T_OPS:
         return _weight_use(_Op(name, node.fn, node.args, node.kwargs), pos, shape), None
-    partner = None
-    if node.inputs:
-        partner = _source(g, node.inputs[0])
+    partner = next((w for k in node.inputs if (w := _source(g, k)) is not None), None)
     if name in ("cat", "concat", "concatenate"):
         return ParamUse("token", name), partner
     if name in _ADD:

@@ -280,8 +280,12 @@ def _einsum_fans(op: _Op, pos: int, shape: tuple[int, ...]) -> Fans | None:
         return None
     mine = terms[k]
     others = "".join(t for i, t in enumerate(terms) if i != k)
-    fan_in = math.prod(s for c, s in zip(mine, shape, strict=True) if c not in out)
-    fan_out = math.prod(s for c, s in zip(mine, shape, strict=True) if c in out and c not in others)
+    # a leading index that is kept in the output of a 3+-dim weight indexes experts (stacked
+    # weights, one per expert): per expert, it is neither an input nor an output unit
+    batch = mine[0] if len(shape) >= 3 and mine[0] in out else ""
+    pairs = list(zip(mine, shape, strict=True))
+    fan_in = math.prod(s for c, s in pairs if c not in out)
+    fan_out = math.prod(s for c, s in pairs if c in out and c not in others and c != batch)
     return Fans(int(fan_in), int(fan_out), 1)
 
 
