@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import nn
@@ -92,6 +94,7 @@ class _NamedRule:
     scheme: str  # its SCHEMES name ("kaiming_normal")
     kwargs: dict[str, Any]
     matched: bool = False
+    cannot: list[str] = field(default_factory=list)  # parameters it names but cannot fill
 
     def label(self) -> str:
         sel = self.selector
@@ -126,6 +129,11 @@ class _NamedRule:
             return None
         tensor = getattr(layer.module, param)
         if not applicable(self.scheme, tensor.dim()):
+            named = isinstance(self.selector, str) and any(
+                fnmatch.fnmatchcase(n, self.selector) for n in _names(layer, param)
+            )
+            if named:  # the rule names this parameter: say that it cannot fill it
+                self.cannot.append(f"{_names(layer, param)[0]} {tuple(tensor.shape)}")
             return None
         kwargs = dict(self.kwargs)
         if (
@@ -140,6 +148,14 @@ class _NamedRule:
                 kwargs["nonlinearity"] = "leaky_relu"
                 kwargs.setdefault("a", act.param)
         return choice(layer, param, self.scheme, why=self.label(), **kwargs)
+
+
+_NEEDS = {
+    "eye": "needs a 2-dim matrix",
+    "sparse": "needs a 2-dim matrix",
+    "dirac": "needs a 3- to 5-dim convolution kernel",
+    "delta_orthogonal": "needs a 3- to 5-dim convolution kernel",
+}
 
 
 def _names(layer: Layer, param: str) -> tuple[str, ...]:
@@ -188,8 +204,27 @@ def compile_rules(rules: Sequence[Rule] | None) -> list[Callable[[Layer, str], A
                 f"rules[{i}]: {name} takes no argument(s) {', '.join(unknown)}; "
                 f"it takes {', '.join(sorted(allowed)) or 'none'}"
             )
+        _check_numbers(kwargs, f"rules[{i}]", name)
         out.append(_NamedRule(i, selector, scheme, name, dict(kwargs)))
     return out
+
+
+_NUMERIC = frozenset({"gain", "std", "mean", "a", "b", "val", "scale", "sparsity", "param"})
+
+
+def _check_numbers(kwargs: Mapping[str, Any], where: str, scheme: str) -> None:
+    """Numeric scheme arguments must be finite real numbers (checked before any tensor is
+    touched: a NaN gain would write NaN weights)."""
+    for key, value in kwargs.items():
+        if key not in _NUMERIC:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{where}: {scheme} argument {key} must be a real number, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{where}: {scheme} argument {key} must be finite, got {value!r}")
 
 
 def _check_selector(selector: Any, i: int) -> None:
@@ -268,6 +303,15 @@ def choose(
         if isinstance(rule, _NamedRule) and not rule.matched:
             warnings.warn(
                 f"initscope: {rule.label()} matched no module or parameter",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif isinstance(rule, _NamedRule) and rule.cannot:
+            shown = ", ".join(rule.cannot[:4]) + (", ..." if len(rule.cannot) > 4 else "")
+            warnings.warn(
+                f"initscope: {rule.label()} cannot apply to {shown}: {rule.scheme} "
+                f"{_NEEDS.get(rule.scheme, 'needs a tensor of 2 or more dims')}; "
+                f"preset {preset!r} decides {'it' if len(rule.cannot) == 1 else 'them'}",
                 UserWarning,
                 stacklevel=3,
             )

@@ -121,7 +121,7 @@ def _guided(facts: ModelFacts, layer: Layer, name: str, exact: bool) -> Any:
                     why=f"critical point: biases N(0, sigma_b^2 = "
                     f"{num(cp.sigma_b2)}); the bias variance is part of the "
                     f"fixed point q* = {cp.q_star:g} (q* = sigma_w^2 E[f(z)^2] "
-                    "+ sigma_b^2), so zero biases would leave it",
+                    "+ sigma_b^2), so zero biases would move the signal off that fixed point",
                 )
         return zero_bias(layer, name)
     if not weight_param(layer, name):
