@@ -10,6 +10,11 @@ untouched. Models whose library cannot be imported are listed as skipped, with t
 
     python scripts/zoo_table.py             # Markdown table, as in docs/policy.md
     python scripts/zoo_table.py hf_gpt2     # some models only
+    python scripts/zoo_table.py --recipes   # per weight: the model's own std against the plans
+
+``--recipes`` prints, per model and per weight matrix (parameters of 1000 values or more), the
+std the library's own initialization drew (measured on the freshly built model) next to the std
+``auto`` and ``gpt2`` plan for it.
 """
 
 from __future__ import annotations
@@ -46,8 +51,32 @@ def _timed(fn: Any, repeat: int = 3) -> tuple[Any, float]:
     return out, statistics.median(times)
 
 
+def recipes(names: list[str]) -> None:
+    """The model's own (published) init, measured, against the planned stds."""
+    print("| model | parameter | shape | own std | auto std | gpt2 std |")
+    print("|---|---|---|---|---|---|")
+    for z in ZOO:
+        if (names and z.name not in names) or unavailable(z.library) is not None:
+            continue
+        torch.manual_seed(0)
+        model, x = z.build()
+        auto = initscope.plan(model, example_input=x)
+        gpt2 = initscope.plan(model, "gpt2", example_input=x)
+        for e in auto:
+            w = model.get_parameter(e.path).detach()
+            if w.dim() < 2 or w.numel() < 1000 or e.std is None:
+                continue
+            own = float(w.double().std())
+            g = gpt2[e.path].std
+            shape = "x".join(map(str, e.shape))
+            print(f"| {z.name} | {e.path} | {shape} | {own:.4g} | {e.std:.4g} | {g:.4g} |")
+
+
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
+    if "--recipes" in argv:
+        recipes([a for a in argv if a != "--recipes"])
+        return
     print(
         "| model | own fwd | own bwd | own verdict | auto fwd | auto bwd | auto verdict "
         "| plan s | initialize s | untouched |"

@@ -522,3 +522,34 @@ def test_tied_embedding_reads_the_scale_before_its_head_and_rules_reach_any_alia
             warnings.simplefilter("error")
             q = initscope.plan(model, example_input=ids, rules=[(sel, "normal", {"std": 0.3})])
         assert q["shared.weight"].std == 0.3, sel
+
+
+class PreNormEncDec(nn.Module):
+    """Two pre-norm stacks, each with a final norm; the encoder's output enters every decoder
+    branch (as cross-attention does): both stacks accumulate, neither is post-norm."""
+
+    def __init__(self, d: int = 8, n: int = 2) -> None:
+        super().__init__()
+        self.enc = nn.ModuleList(nn.Linear(d, d) for _ in range(n))
+        self.enc_ln = nn.ModuleList(nn.LayerNorm(d) for _ in range(n))
+        self.enc_final = nn.LayerNorm(d)
+        self.dec = nn.ModuleList(nn.Linear(d, d) for _ in range(n))
+        self.dec_ln = nn.ModuleList(nn.LayerNorm(d) for _ in range(n))
+        self.dec_final = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for fc, ln in zip(self.enc, self.enc_ln, strict=True):
+            h = h + fc(ln(h))
+        e = self.enc_final(h)
+        h = x
+        for fc, ln in zip(self.dec, self.dec_ln, strict=True):
+            h = h + fc(ln(h) * e)
+        return self.dec_final(h)
+
+
+def test_every_pre_norm_stack_of_an_encoder_decoder_accumulates() -> None:
+    layers = by_path(inspect_model(PreNormEncDec()))
+    for path in ("enc.0", "enc.1", "dec.0", "dec.1"):
+        assert layers[path].ends_residual and not layers[path].post_norm, path
+    assert layers["enc.0"].residual_depth == 4

@@ -376,6 +376,7 @@ class _Residual:
     end: int  # the weight node that ends the branch
     end_norms: tuple[int, ...]
     post_norm: bool  # the add's output goes straight into a normalization
+    fork: int = -1  # the node both operands of the add descend from
 
 
 def _residuals(g: _Graph) -> list[_Residual]:
@@ -398,12 +399,38 @@ def _residuals(g: _Graph) -> list[_Residual]:
         if end is None:
             continue
         norms = tuple(i for i in passed if g.cat[i] == "norm" and g.nodes[i].op == "module")
-        found.append(_Residual(n.index, cone, end, norms, _feeds_norm(g, n.index)))
-    # A pre-norm model's final normalization follows only its last add: that add still ends an
-    # accumulating stream. Post-norm blocks renormalize after every add.
-    if found and found[-1].post_norm and (len(found) == 1 or not found[-2].post_norm):
-        found[-1] = dataclasses.replace(found[-1], post_norm=False)
-    return found
+        found.append(_Residual(n.index, cone, end, norms, _feeds_norm(g, n.index), fork))
+    # A pre-norm stack's final normalization follows only its last add: that add still ends an
+    # accumulating stream (an encoder's final norm too, in an encoder-decoder). Post-norm blocks
+    # renormalize after every add, and the norm's output is where the next block forks.
+    forks = {r.fork for r in found}
+    out = list(found)
+    for i, r in enumerate(found):
+        if not r.post_norm or (i > 0 and found[i - 1].post_norm):
+            continue
+        norm = _norm_after(g, r.add)
+        if norm is not None and not forks & _shape_chain(g, norm):
+            out[i] = dataclasses.replace(r, post_norm=False)
+    return out
+
+
+def _shape_chain(g: _Graph, i: int) -> set[int]:
+    """``i`` and the nodes after it through single-user shape nodes (reshapes, dropout)."""
+    out = {i}
+    while len(g.users[i]) == 1 and g.cat[g.users[i][0]] == "shape":
+        i = g.users[i][0]
+        out.add(i)
+    return out
+
+
+def _norm_after(g: _Graph, i: int) -> int | None:
+    while len(g.users[i]) == 1:
+        i = g.users[i][0]
+        if g.cat[i] == "norm":
+            return i
+        if g.cat[i] != "shape":
+            return None
+    return None
 
 
 def _feeds_norm(g: _Graph, i: int) -> bool:
