@@ -213,7 +213,8 @@ def _quiet(module: nn.Module) -> Iterator[None]:
     modes = [(m, m.training) for m in module.modules()]
     buffers = [(b, b.detach().clone()) for b in module.buffers()]
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        devices = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
             module.eval()
             yield
     finally:
@@ -238,8 +239,8 @@ def _probe_inputs(module: nn.Module) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     out = []
     for s in sizes:
-        out.append(torch.randn(2, 3, s, generator=g).to(dtype))
-        out.append(torch.randn(2, s, 3, 3, generator=g).to(dtype))
+        out.append(torch.randn(2, 3, s, generator=g).to(device=p.device, dtype=dtype))
+        out.append(torch.randn(2, s, 3, 3, generator=g).to(device=p.device, dtype=dtype))
     return out
 
 
