@@ -9,7 +9,7 @@ STAMP := $(VENV)/.initscope-installed
 # Everything the linters and the formatter check (src/ alone is type-checked: see pyproject.toml).
 LINTED := src tests benchmarks examples scripts
 
-.PHONY: demo test test-all bench lint format-check typecheck check clean
+.PHONY: demo test test-all zoo bench lint format-check typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# The real-model zoo needs the registry build of torch (torchvision and timm do not import next to
+# the CPU wheel), so it gets its own environment.
+ZOO_VENV := .venv-zoo
+zoo:
+	test -x $(ZOO_VENV)/bin/python || $(PYTHON) -m venv $(ZOO_VENV)
+	$(ZOO_VENV)/bin/pip install -q --disable-pip-version-check -e ".[zoo,test]" "torch==2.13.0,!=2.13.0+cpu"
+	$(ZOO_VENV)/bin/python -m pytest -q -m zoo tests/zoo
+	$(ZOO_VENV)/bin/python scripts/zoo_table.py
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initscope.graph import Layer, inspect_model
+from initscope.graph import Layer, inspect_model, norm_kind
 
 
 def by_path(layers: list[Layer]) -> dict[str, Layer]:
@@ -320,3 +320,236 @@ def test_final_norm_of_a_pre_norm_model_is_not_post_norm() -> None:
     layers = by_path(inspect_model(PreNorm()))
     assert [layers[f"fcs.{i}"].ends_residual for i in range(3)] == [True] * 3
     assert not any(layers[f"fcs.{i}"].post_norm for i in range(3))
+
+
+# ----------------------------------------------------------------------------- by behaviour
+# Modules written the way other libraries write them (Hugging Face's Conv1D, GELU and RMSNorm
+# wrappers, timm's DropPath and LayerScale): recognized by what they compute, not their names.
+
+
+class InOutLinear(nn.Module):
+    """Weight stored (in, out), used as ``addmm(b, x, W)`` (Hugging Face's Conv1D)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_in, n_out) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[:-1] + (self.weight.shape[1],)
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(shape)
+
+
+class Experts(nn.Module):
+    """Stacked expert weights (experts, in, out), every expert applied to every token."""
+
+    def __init__(self, e: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(e, n_in, n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bd,edf->bef", x, self.w).mean(1)
+
+
+class TanhGELU(nn.Module):  # the formula of Hugging Face's NewGELUActivation
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * x.pow(3))))
+
+
+class CallsGELU(nn.Module):  # Hugging Face's GELUActivation
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = F.gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
+class Squash(nn.Module):  # no named activation: resolved as a callable
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / (1 + x.abs()) + 0.1 * x
+
+
+class HandRMSNorm(nn.Module):  # LlamaRMSNorm / T5LayerNorm
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.float().pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(v + 1e-6))
+
+
+class DropPath(nn.Module):  # timm: identity in eval mode, random otherwise
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, d: int, value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((d,), value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class HFBlock(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.ln = HandRMSNorm(d)
+        self.fc = InOutLinear(d, 4 * d)
+        self.act = TanhGELU()
+        self.proj = InOutLinear(4 * d, d)
+        self.ls = LayerScale(d, 1e-5)
+        self.drop = DropPath(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(self.ls(self.proj(self.act(self.fc(self.ln(x))))))
+
+
+@pytest.mark.parametrize("trace", ["fx", "record"])
+def test_layers_are_read_by_behaviour(trace: str) -> None:
+    model = nn.Sequential(HFBlock(8), HFBlock(8))
+    layers = by_path(inspect_model(model, torch.randn(3, 8), trace=trace))
+    fc, proj = layers["0.fc"], layers["0.proj"]
+    assert fc.kind == "linear" and fc.param_roles == {"weight": "weight", "bias": "bias"}
+    f = fc.param_fans["weight"]
+    assert (f.fan_in, f.fan_out) == (8, 32)  # stored (8, 32) = (in, out), read from addmm
+    assert fc.activation_label == "gelu_tanh" and proj.input_activation.label() == "gelu_tanh"
+    assert proj.ends_residual and proj.residual_depth == 2  # through LayerScale and DropPath
+    assert layers["0.ln"].kind == "norm" and norm_kind(layers["0.ln"].module) == "rms_norm"
+    assert fc.norm is None and layers["0.ls"].kind == "scale"
+
+
+def test_activation_modules_by_the_function_they_call_or_compute() -> None:
+    from initscope.graph import behaviour
+
+    assert behaviour(CallsGELU()).activation.label() == "gelu"
+    assert behaviour(TanhGELU()).activation.label() == "gelu_tanh"
+    act = behaviour(Squash()).activation
+    assert act.name == "custom:Squash" and act(torch.tensor([1.0]).numpy())[0] == pytest.approx(0.6)
+    assert behaviour(DropPath(0.5)).category == "shape"
+    assert behaviour(nn.Softmax(-1)).category == "other"  # not elementwise
+
+
+def test_expert_weights_get_fans_per_expert_from_einsum() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), Experts(4, 8, 16))
+    layers = by_path(inspect_model(model, torch.randn(2, 8), trace="record"))
+    f = layers["1"].param_fans["w"]
+    assert (f.fan_in, f.fan_out) == (8, 16)
+
+
+def test_max_pooling_keeps_the_relu_feeding_the_next_conv() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU()
+    )
+    layers = by_path(inspect_model(model))
+    assert layers["3"].input_activation.label() == "relu"
+
+
+class TinyViT(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 4, stride=4)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, d))
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), t], dim=1)
+        return self.head((t + self.pos_embed)[:, 0])
+
+
+@pytest.mark.parametrize("trace", ["fx", "record"])
+def test_class_token_and_position_embedding_are_planned(trace: str) -> None:
+    import initscope
+
+    model = TinyViT()
+    x = torch.randn(2, 3, 8, 8)
+    root = by_path(inspect_model(model, x, trace=trace))[""]
+    assert root.param_roles == {"cls_token": "token", "pos_embed": "position"}
+    assert root.param_partners == {"cls_token": "patch", "pos_embed": "patch"}
+    p = initscope.plan(model, example_input=x)
+    patch = p["patch.weight"]
+    joined = patch.fans.fan_in**0.5 * patch.std  # the patch tokens' std on a standardized image
+    assert p["pos_embed"].std == pytest.approx(joined) and p["cls_token"].std == pytest.approx(
+        joined
+    )
+    assert initscope.plan(model, "gpt2", example_input=x)["pos_embed"].std == 0.02
+
+
+class TiedLM(nn.Module):
+    """T5's ending: the decoder output times d^-0.5 into a head tied to the embedding."""
+
+    def __init__(self, vocab: int = 50, d: int = 16) -> None:
+        super().__init__()
+        self.shared = nn.Embedding(vocab, d)
+        self.encoder = nn.Module()
+        self.encoder.embed_tokens = nn.Embedding(vocab, d)
+        self.encoder.embed_tokens.weight = self.shared.weight
+        self.fc = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.shared.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.fc(self.encoder.embed_tokens(ids)))
+        return self.lm_head(h * self.fc.in_features**-0.5)
+
+
+def test_tied_embedding_reads_the_scale_before_its_head_and_rules_reach_any_alias() -> None:
+    import warnings
+
+    import initscope
+
+    model = TiedLM()
+    ids = torch.randint(0, 50, (2, 7))
+    p = initscope.plan(model, example_input=ids)
+    (entry,) = [e for e in p if e.path == "shared.weight"]
+    assert entry.std == pytest.approx(1.0)  # 1 / (d^-0.5 sqrt(d)): logits at unit variance
+    assert "lm_head.weight" not in {e.path for e in p}
+    for sel in ("shared.weight", "lm_head.weight", "encoder.embed_tokens.weight", "shared"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            q = initscope.plan(model, example_input=ids, rules=[(sel, "normal", {"std": 0.3})])
+        assert q["shared.weight"].std == 0.3, sel
+
+
+class PreNormEncDec(nn.Module):
+    """Two pre-norm stacks, each with a final norm; the encoder's output enters every decoder
+    branch (as cross-attention does): both stacks accumulate, neither is post-norm."""
+
+    def __init__(self, d: int = 8, n: int = 2) -> None:
+        super().__init__()
+        self.enc = nn.ModuleList(nn.Linear(d, d) for _ in range(n))
+        self.enc_ln = nn.ModuleList(nn.LayerNorm(d) for _ in range(n))
+        self.enc_final = nn.LayerNorm(d)
+        self.dec = nn.ModuleList(nn.Linear(d, d) for _ in range(n))
+        self.dec_ln = nn.ModuleList(nn.LayerNorm(d) for _ in range(n))
+        self.dec_final = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for fc, ln in zip(self.enc, self.enc_ln, strict=True):
+            h = h + fc(ln(h))
+        e = self.enc_final(h)
+        h = x
+        for fc, ln in zip(self.dec, self.dec_ln, strict=True):
+            h = h + fc(ln(h) * e)
+        return self.dec_final(h)
+
+
+def test_every_pre_norm_stack_of_an_encoder_decoder_accumulates() -> None:
+    layers = by_path(inspect_model(PreNormEncDec()))
+    for path in ("enc.0", "enc.1", "dec.0", "dec.1"):
+        assert layers[path].ends_residual and not layers[path].post_norm, path
+    assert layers["enc.0"].residual_depth == 4

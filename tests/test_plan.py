@@ -177,7 +177,7 @@ def test_untouched_parameters_warn_and_stay() -> None:
             self.gamma = nn.Parameter(torch.full((4,), 0.3))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x) * self.gamma
+            return torch.remainder(self.fc(x), self.gamma)  # no use the policy knows
 
     model = Scaled()
     with pytest.warns(UserWarning, match=r"1 parameter\(s\) covered by no rule .*: gamma"):
@@ -217,3 +217,34 @@ def test_lsuv_preset_needs_data_and_runs_lsuv() -> None:
     loaded = Plan.from_dict(p.to_dict())
     with pytest.raises(ValueError, match="needs data"):
         loaded.apply(model, gen())
+
+
+def test_print_summarizes_repeated_layers() -> None:
+    layers: list[nn.Module] = []
+    for _ in range(50):
+        layers += [nn.Linear(16, 16), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(16, 2))
+    p = initscope.plan(model)
+    text = str(p)
+    assert len(text.splitlines()) < 40 and "[2-98 step 2].weight" in text and "x49" in text
+    rows = p.rows()
+    assert sum(count for _, _, count in rows) == len(p) == 102
+    assert len(p.rows(summarize=False)) == 102
+
+
+def test_rules_that_cannot_apply_warn_and_bad_numbers_raise_before_any_write() -> None:
+    model = nn.Sequential(nn.Linear(4, 4))
+    before = state(model)
+    with pytest.warns(UserWarning, match=r"rule 0 .*delta_orthogonal.* cannot apply to 0.weight"):
+        p = initscope.plan(model, rules=[("0.weight", "delta_orthogonal")])
+    assert p["0.weight"].scheme != "delta_orthogonal"
+    for scheme, kwargs, error in (
+        ("orthogonal", {"gain": float("nan")}, ValueError),
+        ("normal", {"std": float("inf")}, ValueError),
+        ("orthogonal", {"gain": None}, TypeError),
+        ("normal", {"std": "0.1"}, TypeError),
+    ):
+        name = next(iter(kwargs))
+        with pytest.raises(error, match=rf"rules\[0\]: {scheme} argument {name} must be"):
+            initscope.initialize(model, rules=[("0.weight", scheme, kwargs)], generator=gen())
+    assert same(before, state(model))

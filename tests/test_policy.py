@@ -49,7 +49,7 @@ def mlp(act: type[nn.Module], depth: int, width: int = 32, out: int | None = Non
 
 
 def test_presets_and_unknown_names() -> None:
-    assert PRESETS == (
+    assert tuple(PRESETS) == (
         "auto",
         "guide",
         "torch",
@@ -262,7 +262,7 @@ def test_pre_norm_gpt_fused_qkv_tied_embedding_and_gpt2() -> None:
     p = initscope.plan(gpt)
     assert p["wte.weight"].std == pytest.approx(1 / 4)  # tied: 1/sqrt(d)
     assert "tied" in p["wte.weight"].why and "lm_head.weight" not in [e.path for e in p]
-    assert p["wpe.weight"].std == 1.0
+    assert p["wpe.weight"].std == pytest.approx(1 / 4)  # summed with the tied wte: same std
     c_attn = p["blocks.0.c_attn.weight"].choices[0]
     assert c_attn.fans.fan_out == 16 and c_attn.std == pytest.approx(math.sqrt(1 / 16))
     assert p["blocks.1.c_proj.weight"].std == pytest.approx(math.sqrt(1 / 16) / 2)  # L = 4
@@ -420,3 +420,14 @@ def test_auto_keeps_the_signal_in_a_transformer_encoder() -> None:
         report.forward_log2,
         report.backward_log2,
     )
+
+
+def test_presets_are_plain_functions_named_by_the_literal() -> None:
+    from typing import get_args
+
+    from initscope.policy import Preset
+    from initscope.policy.presets import PRESETS as table
+
+    assert tuple(table) == get_args(Preset)
+    assert all(callable(fn) for fn in table.values())
+    assert "auto" in initscope.PRESETS and "nope" not in initscope.PRESETS

@@ -13,6 +13,7 @@ attention projections, recurrent layers, embeddings and the model's output layer
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,9 +22,28 @@ from torch import nn
 from initscope._torch import state_guard
 from initscope.activations import Activation
 from initscope.graph import _build as gb
-from initscope.graph._analysis import LayerKind, NormKind, analyze, layer_kind, norm_kind
+from initscope.graph._analysis import (
+    MATRIX_KINDS,
+    LayerKind,
+    NormKind,
+    analyze,
+    layer_kind,
+    norm_kind,
+)
+from initscope.graph._behaviour import Behaviour, behaviour
+from initscope.init._fans import Fans
 
-__all__ = ["Layer", "LayerKind", "NormKind", "inspect_model", "layer_kind", "norm_kind"]
+__all__ = [
+    "MATRIX_KINDS",
+    "Behaviour",
+    "Layer",
+    "LayerKind",
+    "NormKind",
+    "behaviour",
+    "inspect_model",
+    "layer_kind",
+    "norm_kind",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +62,9 @@ class Layer:
         module: the module.
         kind: ``linear``, ``conv``, ``conv_transpose``, ``bilinear``, ``embedding``,
             ``attention`` (``nn.MultiheadAttention``: its input projections), ``recurrent``,
-            ``norm``, ``activation`` (``nn.PReLU``) or ``other``.
+            ``norm``, ``activation`` (``nn.PReLU``), ``scale`` (a per-channel scale such as
+            LayerScale) or ``other`` (:func:`layer_kind`: by type for torch's layers, by
+            behaviour for others).
         params: names of the parameters the module holds directly.
         activation: the activation applied to the layer's output (through reshapes, dropout
             and a normalization), or ``None``.
@@ -69,8 +91,23 @@ class Layer:
             normalization in between (residual adds continue the chain).
         tied_to: other module paths that hold one of this module's parameters (weight tying).
         calls: how many times the module ran in the traced forward; 0 when it never ran, or
-            when it holds parameters next to submodules (then the graph does not see how they
-            are used and the presets leave them to rules).
+            when it holds parameters next to submodules (their use is then read from the ops
+            of the model that consume them: ``param_roles``).
+        input_scale: the product of constant factors applied to the layer's input right before
+            it (T5 scales the decoder output by ``d^-0.5`` before its tied head); 1 otherwise.
+        param_fans: parameter name -> fans read from the op that consumes it, for parameters
+            of modules torch does not define (``Conv1D``'s ``(in, out)`` weight, stacked expert
+            weights ``(experts, in, out)``, a weight used as ``x @ W`` in a parent's forward).
+        param_roles: parameter name -> ``"weight"`` / ``"bias"`` (of a matmul-like op),
+            ``"norm_weight"`` / ``"norm_bias"``, ``"scale"`` (per-channel scale, LayerScale),
+            ``"token"`` (concatenated to the tokens: ViT's class token) or ``"position"``
+            (added to them: a position embedding), for parameters read by behaviour.
+        param_partners: parameter name -> the module path of the weight layer whose output a
+            ``"token"``/``"position"`` parameter is concatenated with or added to.
+        param_aliases: parameter name -> its other names in
+            ``model.named_parameters(remove_duplicate=False)`` (tied weights).
+        output_scale: embeddings: the constant factor applied to the looked-up rows (1 if none).
+        summed_with: embeddings: the module paths of the other embeddings summed with it.
     """
 
     index: int
@@ -95,6 +132,13 @@ class Layer:
     stack_depth: int = 1
     tied_to: tuple[str, ...] = ()
     calls: int = 1
+    input_scale: float = 1.0
+    param_fans: Mapping[str, Fans] = field(default_factory=dict, repr=False)
+    param_roles: Mapping[str, str] = field(default_factory=dict, repr=False)
+    param_partners: Mapping[str, str] = field(default_factory=dict, repr=False)
+    param_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    output_scale: float = 1.0
+    summed_with: tuple[str, ...] = ()
 
     @property
     def activation_label(self) -> str | None:

@@ -5,6 +5,8 @@ layers and plain-stack depths."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -14,8 +16,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from initscope.graph import _build as gb
 from initscope.activations import Activation, from_function, from_module
+from initscope.graph import _build as gb
+from initscope.graph._behaviour import (
+    _CONV_OPS,
+    _CONV_T_OPS,
+    _LINEAR_OPS,
+    ParamUse,
+    _Op,
+    _weight_use,
+    behaviour,
+)
 
 LayerKind = Literal[
     "linear",
@@ -27,9 +38,15 @@ LayerKind = Literal[
     "recurrent",
     "norm",
     "activation",
+    "scale",
     "other",
 ]
 NormKind = Literal["batch_norm", "layer_norm", "group_norm", "rms_norm", "instance_norm"]
+
+MATRIX_KINDS: frozenset[LayerKind] = frozenset(
+    {"linear", "conv", "conv_transpose", "bilinear", "attention"}
+)
+"""Kinds whose main parameter is a weight matrix or kernel consumed by a matmul-like op."""
 
 _ADD = frozenset({"add", "add_", "__add__", "__radd__", "__iadd__", "iadd"})
 _SCALE = frozenset(
@@ -94,6 +111,27 @@ _NORM_FUNCS = {
     "rms_norm": "rms_norm",
     "instance_norm": "instance_norm",
 }
+_MAX_POOL = frozenset(
+    {
+        "max_pool1d",
+        "max_pool2d",
+        "max_pool3d",
+        "adaptive_max_pool1d",
+        "adaptive_max_pool2d",
+        "adaptive_max_pool3d",
+        "max_pool1d_with_indices",
+        "max_pool2d_with_indices",
+        "max_pool3d_with_indices",
+    }
+)
+_MAX_POOL_MODULES = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
 _SHAPE_MODULES = (
     nn.Dropout,
     nn.Dropout1d,
@@ -108,7 +146,23 @@ _SHAPE_MODULES = (
 
 
 def layer_kind(module: nn.Module) -> LayerKind:
-    """Classify a module that holds parameters."""
+    """Classify a module that holds parameters: torch's own layers by type, any other leaf
+    module by what it does (:func:`initscope.graph.behaviour`): ``linear``/``conv`` when a
+    matmul-like op consumes one of its parameters (Hugging Face's ``Conv1D``), ``norm`` when it
+    normalizes (``LlamaRMSNorm``), ``scale`` for a per-channel scale (LayerScale)."""
+    known = _torch_kind(module)
+    if known != "other" or not _probe(module):
+        return known
+    found = behaviour(module).kind
+    return found if found in ("linear", "conv", "conv_transpose", "norm", "scale") else "other"
+
+
+def _probe(module: nn.Module) -> bool:
+    """A leaf module holding parameters, of no class torch defines: read by behaviour."""
+    return next(module.children(), None) is None and next(module.parameters(), None) is not None
+
+
+def _torch_kind(module: nn.Module) -> LayerKind:
     if isinstance(module, _ConvTransposeNd):
         return "conv_transpose"
     if isinstance(module, _ConvNd):
@@ -123,7 +177,7 @@ def layer_kind(module: nn.Module) -> LayerKind:
         return "attention"
     if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
         return "recurrent"
-    if norm_kind(module) is not None:
+    if _torch_norm(module) is not None:
         return "norm"
     if isinstance(module, nn.PReLU):
         return "activation"
@@ -132,7 +186,15 @@ def layer_kind(module: nn.Module) -> LayerKind:
 
 def norm_kind(module: nn.Module) -> NormKind | None:
     """``"batch_norm"``, ``"layer_norm"``, ``"group_norm"``, ``"rms_norm"``, ``"instance_norm"``
-    or ``None``."""
+    or ``None``: torch's norms by type, a leaf module holding parameters by what it computes
+    (``x * rsqrt(mean(x^2) + eps)`` is ``rms_norm``: ``LlamaRMSNorm``, ``T5LayerNorm``)."""
+    known = _torch_norm(module)
+    if known is not None or not _probe(module) or _torch_kind(module) != "other":
+        return known
+    return behaviour(module).norm  # type: ignore[return-value]
+
+
+def _torch_norm(module: nn.Module) -> NormKind | None:
     if isinstance(module, _BatchNorm):
         return "batch_norm"
     if isinstance(module, _InstanceNorm):
@@ -180,9 +242,17 @@ class _Graph:
                 return "norm"
             if isinstance(m, _SHAPE_MODULES):
                 return "shape"
+            if isinstance(m, _MAX_POOL_MODULES):
+                return "maxpool"
             if from_module(m) is not None:
                 return "act"
-            return "weight" if own_params(m) else "other"
+            if own_params(m):
+                return "scale" if layer_kind(m) == "scale" else "weight"
+            if next(m.children(), None) is None:
+                found = behaviour(m).category
+                if found in ("act", "shape"):
+                    return found
+            return "other"
         if n.op != "call":
             return n.op
         if n.name in _ADD:
@@ -193,6 +263,8 @@ class _Graph:
             return "shape"
         if n.name in _NORM_FUNCS:
             return "norm"
+        if n.name in _MAX_POOL and n.inputs:
+            return "maxpool"
         if self.activation(n) is not None:
             return "act"
         return "other"
@@ -200,7 +272,10 @@ class _Graph:
     @staticmethod
     def activation(n: gb.Node) -> Activation | None:
         if n.op == "module":
-            return from_module(n.module)
+            act = from_module(n.module)
+            if act is None and not own_params(n.module) and next(n.module.children(), None) is None:
+                act = behaviour(n.module).activation
+            return act
         return from_function(n.fn, n.args, n.kwargs)
 
     def incl(self, i: int) -> int:
@@ -264,6 +339,7 @@ class _Facts:
     is_output: bool = False
     is_input: bool = False
     stack_depth: int = 1
+    input_scale: float = 1.0
 
 
 def _follow_output(g: _Graph, i: int, facts: _Facts) -> None:
@@ -275,7 +351,7 @@ def _follow_output(g: _Graph, i: int, facts: _Facts) -> None:
             return
         u = users[0]
         cat = g.cat[u]
-        if cat == "shape":
+        if cat in ("shape", "maxpool"):
             cur = u
         elif cat == "norm" and facts.norm is None:
             node = g.nodes[u]
@@ -300,6 +376,7 @@ class _Residual:
     end: int  # the weight node that ends the branch
     end_norms: tuple[int, ...]
     post_norm: bool  # the add's output goes straight into a normalization
+    fork: int = -1  # the node both operands of the add descend from
 
 
 def _residuals(g: _Graph) -> list[_Residual]:
@@ -322,12 +399,38 @@ def _residuals(g: _Graph) -> list[_Residual]:
         if end is None:
             continue
         norms = tuple(i for i in passed if g.cat[i] == "norm" and g.nodes[i].op == "module")
-        found.append(_Residual(n.index, cone, end, norms, _feeds_norm(g, n.index)))
-    # A pre-norm model's final normalization follows only its last add: that add still ends an
-    # accumulating stream. Post-norm blocks renormalize after every add.
-    if found and found[-1].post_norm and (len(found) == 1 or not found[-2].post_norm):
-        found[-1] = dataclasses.replace(found[-1], post_norm=False)
-    return found
+        found.append(_Residual(n.index, cone, end, norms, _feeds_norm(g, n.index), fork))
+    # A pre-norm stack's final normalization follows only its last add: that add still ends an
+    # accumulating stream (an encoder's final norm too, in an encoder-decoder). Post-norm blocks
+    # renormalize after every add, and the norm's output is where the next block forks.
+    forks = {r.fork for r in found}
+    out = list(found)
+    for i, r in enumerate(found):
+        if not r.post_norm or (i > 0 and found[i - 1].post_norm):
+            continue
+        norm = _norm_after(g, r.add)
+        if norm is not None and not forks & _shape_chain(g, norm):
+            out[i] = dataclasses.replace(r, post_norm=False)
+    return out
+
+
+def _shape_chain(g: _Graph, i: int) -> set[int]:
+    """``i`` and the nodes after it through single-user shape nodes (reshapes, dropout)."""
+    out = {i}
+    while len(g.users[i]) == 1 and g.cat[g.users[i][0]] == "shape":
+        i = g.users[i][0]
+        out.add(i)
+    return out
+
+
+def _norm_after(g: _Graph, i: int) -> int | None:
+    while len(g.users[i]) == 1:
+        i = g.users[i][0]
+        if g.cat[i] == "norm":
+            return i
+        if g.cat[i] != "shape":
+            return None
+    return None
 
 
 def _feeds_norm(g: _Graph, i: int) -> bool:
@@ -345,8 +448,8 @@ def _input_activation(g: _Graph, i: int) -> tuple[Activation | None, str | None]
     if not inputs:
         return None, None
     j = inputs[0]
-    while g.cat[j] == "shape" and g.nodes[j].inputs:
-        j = g.nodes[j].inputs[0]
+    while g.cat[j] in ("shape", "maxpool") and g.nodes[j].inputs:
+        j = g.nodes[j].inputs[0]  # max pooling keeps the activation's gain (a max of its outputs)
     if g.cat[j] != "act":
         return None, None
     return g.activation(g.nodes[j]), _describe(g, j)
@@ -403,7 +506,7 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
     for n in nodes:
         if (
             n.op == "module"
-            and g.cat[n.index] in ("weight", "norm", "act")
+            and g.cat[n.index] in ("weight", "norm", "act", "scale")
             and own_params(n.module)
         ):
             key = id(n.module)
@@ -431,6 +534,7 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
         facts[i].post_norm = residuals[r_index].post_norm
     for i, f in facts.items():
         f.input_activation, f.input_activation_at = _input_activation(g, i)
+        f.input_scale = _input_scale(g, i)
 
     roles: dict[int, str] = {}
     _sdpa_roles(g, roles)
@@ -450,6 +554,164 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
         facts[i].stack_depth = depth
 
     return _layers(model, g, facts, calls, residuals)
+
+
+def _constant(node: gb.Node) -> float | None:
+    """The constant factor of a one-input ``mul``/``div`` node (``x * c``, ``x / c``)."""
+    nums = [
+        a
+        for a in (*node.args, *node.kwargs.values())
+        if isinstance(a, numbers.Real) and not isinstance(a, bool)
+    ]
+    if len(nums) != 1 or not math.isfinite(float(nums[0])):
+        return None
+    c = float(nums[0])
+    if "div" in node.name:
+        return 1.0 / c if c != 0 else None
+    return c
+
+
+def _input_scale(g: _Graph, i: int) -> float:
+    """The product of constant factors applied to a layer's input since the previous op
+    (T5 multiplies the decoder output by ``d^-0.5`` before the tied head)."""
+    inputs = g.nodes[i].inputs
+    factor = 1.0
+    j = inputs[0] if inputs else None
+    while j is not None and g.cat[j] in ("shape", "scale") and g.nodes[j].inputs:
+        if g.cat[j] == "scale":
+            c = _constant(g.nodes[j])
+            if c is None:
+                break
+            factor *= c
+        j = g.nodes[j].inputs[0]
+    return factor
+
+
+def _source(g: _Graph, j: int) -> int | None:
+    """The weight node a value comes from, walking back through shapes, scales, norms and
+    concatenations (at a node with several inputs, the first one a weight layer feeds)."""
+    seen = 0
+    while g.cat[j] != "weight" and seen < 64:
+        seen += 1
+        inputs = [k for k in g.nodes[j].inputs if g.cat[k] == "weight" or g.anc[k] & g.weight_mask]
+        if not inputs:
+            return None
+        j = inputs[0]
+    return j if g.cat[j] == "weight" else None
+
+
+def _chain(g: _Graph, i: int) -> tuple[int, float, bool]:
+    """Follow an embedding's output through shapes, constant scales and sums with other
+    values: the last node reached, the constant factor before the first sum, whether it
+    was summed."""
+    cur, scale, summed = i, 1.0, False
+    while len(g.users[cur]) == 1:
+        u = g.users[cur][0]
+        cat = g.cat[u]
+        if cat == "shape":
+            cur = u
+        elif cat == "scale" and not summed and _constant(g.nodes[u]) is not None:
+            scale *= _constant(g.nodes[u]) or 1.0
+            cur = u
+        elif cat == "add":
+            summed, cur = True, u
+        else:
+            break
+    return cur, scale, summed
+
+
+def _param_uses(g: _Graph) -> dict[str, tuple[int, int | str]]:
+    """Parameter path -> (node, argument) of its first functional use in the graph."""
+    found: dict[str, tuple[int, int | str]] = {}
+    for n in g.nodes:
+        if n.op != "call":
+            continue
+        items = [*enumerate(n.args), *n.kwargs.items()]
+        for pos, a in items:
+            for r in a if isinstance(a, (tuple, list)) else (a,):
+                if isinstance(r, gb.ParamRef) and r.path not in found:
+                    found[r.path] = (n.index, pos)
+    return found
+
+
+def _graph_use(
+    g: _Graph, i: int, pos: int | str, shape: tuple[int, ...]
+) -> tuple[ParamUse | None, int | None]:
+    """How the graph uses a parameter read functionally at argument ``pos`` of node ``i``, and
+    the weight node it is combined with (for summed and concatenated parameters)."""
+    while not g.nodes[i].inputs and len(g.users[i]) == 1:  # cls_token.expand(...) -> cat
+        i, pos = g.users[i][0], -1
+    node = g.nodes[i]
+    name = node.name
+    if name in _LINEAR_OPS | _CONV_OPS | _CONV_T_OPS:
+        return _weight_use(_Op(name, node.fn, node.args, node.kwargs), pos, shape), None
+    partner = next((w for k in node.inputs if (w := _source(g, k)) is not None), None)
+    if name in ("cat", "concat", "concatenate"):
+        return ParamUse("token", name), partner
+    if name in _ADD:
+        return ParamUse("position", name), partner
+    if name in _SCALE:
+        return ParamUse("scale", name), partner
+    return None, None
+
+
+def _embedding_groups(
+    g: _Graph, facts: dict[int, _Facts], path_of: dict[int, str]
+) -> dict[int, dict[str, Any]]:
+    """Per embedding node: the constant factor on its output, the embeddings summed with it,
+    and the normalization after the sum."""
+    emb = [i for i in facts if layer_kind(g.nodes[i].module) == "embedding"]
+    ends = {i: _chain(g, i) for i in emb}
+    out: dict[int, dict[str, Any]] = {}
+    for i in emb:
+        end, scale, summed = ends[i]
+        group = tuple(path_of[j] for j in emb if j != i and summed and ends[j][0] == end)
+        info: dict[str, Any] = {"output_scale": scale, "summed_with": group}
+        cur = end
+        while len(g.users[cur]) == 1 and g.cat[g.users[cur][0]] == "shape":
+            cur = g.users[cur][0]
+        users = g.users[cur]
+        if summed and len(users) == 1 and g.cat[users[0]] == "norm" and facts[i].norm is None:
+            node = g.nodes[users[0]]
+            if node.op == "module":
+                info.update(norm=norm_kind(node.module), norm_path=node.name)
+            else:
+                info.update(norm=_NORM_FUNCS[node.name])
+        out[i] = info
+    return out
+
+
+def _param_info(
+    g: _Graph,
+    m: nn.Module,
+    path: str,
+    uses: dict[str, tuple[int, int | str]],
+    path_of: dict[int, str],
+) -> dict[str, Any]:
+    """``param_fans``, ``param_roles`` and ``param_partners`` of a module's own parameters:
+    from what its own forward does (a leaf of no torch class), else from the ops of the model
+    that read them functionally."""
+    found: dict[str, ParamUse] = {}
+    partners: dict[str, str] = {}
+    if _probe(m) and _torch_kind(m) == "other":
+        found.update(behaviour(m).uses)
+    for n, p in m.named_parameters(recurse=False):
+        full = f"{path}.{n}" if path else n
+        if n in found or full not in uses:
+            continue
+        use, partner = _graph_use(g, *uses[full], tuple(p.shape))
+        if use is not None:
+            found[n] = use
+            module = g.nodes[partner].module if partner is not None else None
+            if module is not None:
+                partners[n] = path_of.get(partner) or next(
+                    (q for i, q in path_of.items() if g.nodes[i].module is module), ""
+                )
+    return {
+        "param_fans": {n: u.fans for n, u in found.items() if u.fans is not None},
+        "param_roles": {n: u.role for n, u in found.items()},
+        "param_partners": partners,
+    }
 
 
 def _layers(
@@ -504,9 +766,25 @@ def _layers(
 
     for _, _, info in records:
         b = info.get("residual_branch")
-        if b is not None and info["kind"] not in ("norm", "activation"):
+        if b is not None and info["kind"] not in ("norm", "activation", "scale"):
             branch_size[b] = branch_size.get(b, 0) + 1
 
+    node_of = {id(g.nodes[i].module): i for i in facts}
+    path_of = {i: paths.get(id(g.nodes[i].module), g.nodes[i].name) for i in facts}
+    groups = _embedding_groups(g, facts, path_of)
+    uses = _param_uses(g)
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    for m, path, info in records:
+        i = node_of.get(id(m))
+        info.update(_param_info(g, m, path, uses, path_of))
+        info["param_aliases"] = {
+            n: tuple(a for a in names.get(id(p), []) if a != (f"{path}.{n}" if path else n))
+            for n, p in m.named_parameters(recurse=False)
+        }
+        if i is not None and i in groups and info.get("kind") == "embedding":
+            info.update(groups[i])
     for m, path, info in records:
         tied = sorted(
             {

@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten
 
 from initscope._torch import Batch, removing, state_guard
 
-__all__ = ["Node", "Ref", "from_fx", "from_recording", "is_leaf"]
+__all__ = ["Node", "ParamRef", "Ref", "from_fx", "from_recording", "is_leaf"]
 
 # Calls that only read metadata: they carry no signal and are not data-flow edges.
 _METADATA = frozenset(
@@ -50,14 +50,23 @@ class Ref:
     index: int
 
 
+@dataclass(frozen=True)
+class ParamRef:
+    """A parameter of the model (by its path in ``named_parameters()``), or a tensor computed
+    from it alone (``cls_token.expand(...)``), in a recorded argument list."""
+
+    path: str
+
+
 @dataclass(eq=False)
 class Node:
     """One step of the forward: an input, a leaf-module call, a function call or the output.
 
     ``name`` is the module path for ``op == "module"`` and the function or method name for
     ``op == "call"``; ``fn`` is the function object (a method name string for tensor methods);
-    ``args``/``kwargs`` keep the non-tensor arguments, tensors replaced by :class:`Ref` (or
-    ``None`` for tensors that no node produced: parameters, constants); ``inputs`` are the
+    ``args``/``kwargs`` keep the non-tensor arguments, tensors replaced by :class:`Ref`,
+    :class:`ParamRef` for the model's parameters, ``None`` for other tensors that no node
+    produced (buffers, constants); ``inputs`` are the
     indices of the nodes whose outputs this step reads, in argument order.
     """
 
@@ -104,12 +113,14 @@ def from_fx(model: nn.Module) -> list[Node]:
     """Trace ``model`` symbolically (nothing runs). Raises whatever ``torch.fx`` raises."""
     graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
+    params = {name for name, _ in model.named_parameters()}
     nodes: list[Node] = []
     index: dict[fx.Node, int] = {}
+    from_param: dict[fx.Node, ParamRef] = {}
 
     def ref(a: Any) -> Any:
         if isinstance(a, fx.Node):
-            return Ref(index[a]) if a in index else None
+            return Ref(index[a]) if a in index else from_param.get(a)
         if isinstance(a, (tuple, list)):
             return type(a)(ref(x) for x in a)
         if isinstance(a, dict):
@@ -134,6 +145,10 @@ def from_fx(model: nn.Module) -> list[Node]:
             fn = n.target
             name = _fn_name(fn)
             if name in _METADATA or not inputs:  # metadata, or built from constants only
+                refs = tree_flatten((ref(n.args), ref(dict(n.kwargs))))[0]
+                found = next((r for r in refs if isinstance(r, ParamRef)), None)
+                if found is not None and name not in _METADATA:
+                    from_param[n] = found  # e.g. cls_token.expand(batch, -1, -1)
                 continue
             node = Node(
                 len(nodes),
@@ -146,7 +161,9 @@ def from_fx(model: nn.Module) -> list[Node]:
             )
         elif n.op == "output":
             node = Node(len(nodes), "output", "output", inputs=inputs)
-        else:  # get_attr: parameters and buffers read functionally are constants here
+        else:  # get_attr: parameters read functionally are ParamRefs, buffers constants
+            if n.op == "get_attr" and str(n.target) in params:
+                from_param[n] = ParamRef(str(n.target))
             continue
         index[n] = node.index
         nodes.append(node)
@@ -156,8 +173,9 @@ def from_fx(model: nn.Module) -> list[Node]:
 class _Builder:
     """Collects nodes while the model runs; keeps every tensor seen alive so ids stay unique."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: dict[int, str] | None = None) -> None:
         self.nodes: list[Node] = []
+        self.params = params or {}
         self.producer: dict[int, int] = {}
         self.keep: list[torch.Tensor] = []
         self.depth = 0
@@ -166,7 +184,10 @@ class _Builder:
     def ref(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
             i = self.producer.get(id(obj))
-            return Ref(i) if i is not None else None
+            if i is not None:
+                return Ref(i)
+            path = self.params.get(id(obj))
+            return ParamRef(path) if path is not None else None
         if isinstance(obj, (tuple, list)):
             return type(obj)(self.ref(x) for x in obj)
         if isinstance(obj, dict):
@@ -252,8 +273,9 @@ def from_recording(model: nn.Module, example_input: Any) -> list[Node]:
     there; eval mode if train mode raises, e.g. BatchNorm on a batch of one), leaving the model as
     it was (:func:`initscope._torch.state_guard`)."""
     first_error: Exception | None = None
+    params = {id(p): name for name, p in model.named_parameters()}
     for train in (True, False):
-        b = _Builder()
+        b = _Builder(params)
         try:
             with state_guard(model), torch.no_grad():
                 model.train(train)

@@ -144,8 +144,10 @@ def choice(
 
 
 def layout_fans(layer: Layer, param: str) -> Fans:
-    """The fans a policy uses: :func:`initscope.fans.fans`, per block for a fused q/k/v Linear."""
-    f = fans(layer.module, param)
+    """The fans a policy uses: the ones the graph read from the op consuming the parameter
+    (``layer.param_fans``, e.g. a ``(in, out)`` weight used as ``x @ W``), else
+    :func:`initscope.fans.fans`; per block for a fused q/k/v Linear."""
+    f = layer.param_fans.get(param) or fans(layer.module, param)
     if (
         layer.attention_role == "qkv"
         and not isinstance(layer.module, nn.MultiheadAttention)

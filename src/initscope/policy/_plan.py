@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from initscope.init._fans import Fans, fans
 from initscope.graph import inspect_model
 from initscope.init import get_scheme
+from initscope.init._fans import Fans, fans
 from initscope.policy._rules import PRESETS, Choice, Rule, check_preset, choose
 
 __all__ = ["Entry", "Plan", "initialize", "plan"]
@@ -292,8 +293,36 @@ class Plan:
 
     # ------------------------------------------------------------------ views
 
-    def table(self) -> Any:
-        """A ``rich.table.Table`` of the plan (rich is imported here, not at import time)."""
+    def rows(self, summarize: bool = True) -> list[tuple[str, Entry, int]]:
+        """The rows of the printed plan: ``(label, entry, count)``. With ``summarize``, the
+        entries of repeated layers (paths equal but for their integer indices, with the same
+        shape, fans, scheme, std and formula, and reasons equal but for their numbers) share
+        one row, at the first one's place, labelled ``blocks.[0-49].fc.weight``."""
+        if not summarize:
+            return [(e.path, e, 1) for e in self.entries]
+        groups: dict[tuple, list[Entry]] = {}
+        for e in self.entries:
+            key = (
+                _INDEX.sub("*", e.path),
+                e.shape,
+                e.fans,
+                e.scheme,
+                e.std,
+                e.formula,
+                _NUMBER.sub("#", e.why),
+                e.touched,
+            )
+            groups.setdefault(key, []).append(e)
+        out = []
+        for members in groups.values():
+            first = members[0]
+            out.append((_label(members) if len(members) > 1 else first.path, first, len(members)))
+        order = {id(e): i for i, e in enumerate(self.entries)}
+        return sorted(out, key=lambda r: order[id(r[1])])
+
+    def table(self, summarize: bool = True) -> Any:
+        """A ``rich.table.Table`` of the plan (rich is imported here, not at import time);
+        repeated layers share a row unless ``summarize=False`` (see :meth:`rows`)."""
         from rich.table import Table
         from rich.text import Text
 
@@ -311,11 +340,18 @@ class Plan:
             ("why", {"ratio": 1}),
         ):
             t.add_column(col, **kw)
-        for e in self.entries:
+        rows = self.rows(summarize)
+        if len(rows) < len(self.entries):
+            t.caption = Text(
+                f"{len(self.entries)} parameters in {len(rows)} rows: [i-j] stands for repeated "
+                "layers planned alike (plan.table(summarize=False) lists each)"
+            )
+        for label, e, count in rows:
             shape = "x".join(map(str, e.shape)) or "scalar"
             f = "" if e.fans is None else f"{e.fans.fan_in}/{e.fans.fan_out}"
             std = "" if e.std is None else f"{e.std:.4g}"
-            cells = (e.path, shape, f, e.scheme, std, e.formula, e.why)
+            why = e.why if count == 1 else f"x{count}, as {e.path}: {e.why}"
+            cells = (label, shape, f, e.scheme, std, e.formula, why)
             t.add_row(*(Text(c) for c in cells), style=None if e.touched else "yellow")
         return t
 
@@ -327,13 +363,41 @@ class Plan:
         return buf.getvalue().rstrip("\n")
 
 
+_INDEX = re.compile(r"(?<![^.])\d+(?![^.])")  # an integer path component
+_NUMBER = re.compile(r"\d+")
+
+
+def _label(members: Sequence[Entry]) -> str:
+    """``blocks.[0-49].fc.weight`` for paths that differ in their integer components."""
+    split = [e.path.split(".") for e in members]
+    out = []
+    for k, part in enumerate(split[0]):
+        values = sorted({int(p[k]) for p in split}) if part.isdigit() else []
+        step = values[1] - values[0] if len(values) > 1 else 0
+        if len(values) <= 1:
+            out.append(part)
+        elif values == list(range(values[0], values[-1] + 1, step)):
+            by = "" if step == 1 else f" step {step}"
+            out.append(f"[{values[0]}-{values[-1]}{by}]")
+        else:
+            shown = ",".join(map(str, values[:6]))
+            out.append(f"[{shown}{',...' if len(values) > 6 else ''}]")
+    return ".".join(out)
+
+
 def _entries(decisions: Sequence[Any]) -> list[Entry]:
     out = []
     for d in decisions:
         layer = d.layer
         shown = [c.fans for c in d.choices if c.fans is not None]
         try:
-            f = shown[0] if shown else fans(layer.module, d.name) if len(d.shape) >= 2 else None
+            f = (
+                shown[0]
+                if shown
+                else layer.param_fans.get(d.name) or fans(layer.module, d.name)
+                if len(d.shape) >= 2
+                else None
+            )
         except (ValueError, TypeError):
             f = None
         out.append(

@@ -32,23 +32,36 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import nn
 
-from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
 from initscope.graph import Layer
+from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
+from initscope.policy.presets import PRESETS, PresetFn, decide, describe
+from initscope.policy.presets.base import untouched_note
 
-__all__ = ["PRESETS", "Choice", "Preset", "Rule", "choice", "choose", "check_preset"]
+__all__ = [
+    "PRESETS",
+    "Choice",
+    "Preset",
+    "PresetFn",
+    "Rule",
+    "check_preset",
+    "choice",
+    "choose",
+]
 
 Preset = Literal[
     "auto", "guide", "torch", "xavier", "he", "lecun", "orthogonal", "gpt2", "fixup", "lsuv"
 ]
-PRESETS: tuple[str, ...] = Preset.__args__
-"""Preset names, for ``initialize(model, preset=...)`` and the CLI's ``--preset`` / ``--init``."""
+"""Preset names, for ``initialize(model, preset=...)`` and the CLI's ``--preset`` / ``--init``:
+the keys of :data:`PRESETS` (name -> preset function; iterating it gives the names)."""
 
 Selector = type | tuple | str
 Rule = tuple | Callable[[Layer, str], Any]
@@ -81,6 +94,7 @@ class _NamedRule:
     scheme: str  # its SCHEMES name ("kaiming_normal")
     kwargs: dict[str, Any]
     matched: bool = False
+    cannot: list[str] = field(default_factory=list)  # parameters it names but cannot fill
 
     def label(self) -> str:
         sel = self.selector
@@ -97,15 +111,11 @@ class _NamedRule:
         """True: the module and this parameter; None: the module but not the parameter."""
         sel = self.selector
         if isinstance(sel, str):
-            full = f"{layer.path}.{param}" if layer.path else param
-            if fnmatch.fnmatchcase(full, sel):
+            if any(fnmatch.fnmatchcase(n, sel) for n in _names(layer, param)):
                 return True
-            if fnmatch.fnmatchcase(layer.path, sel):
+            if any(fnmatch.fnmatchcase(m, sel) for m in _owners(layer, param)):
                 return True
-            if any(
-                fnmatch.fnmatchcase(f"{layer.path}.{p}" if layer.path else p, sel)
-                for p in layer.params
-            ):
+            if any(fnmatch.fnmatchcase(n, sel) for p in layer.params for n in _names(layer, p)):
                 return None
             return False
         return isinstance(layer.module, sel)
@@ -119,6 +129,11 @@ class _NamedRule:
             return None
         tensor = getattr(layer.module, param)
         if not applicable(self.scheme, tensor.dim()):
+            named = isinstance(self.selector, str) and any(
+                fnmatch.fnmatchcase(n, self.selector) for n in _names(layer, param)
+            )
+            if named:  # the rule names this parameter: say that it cannot fill it
+                self.cannot.append(f"{_names(layer, param)[0]} {tuple(tensor.shape)}")
             return None
         kwargs = dict(self.kwargs)
         if (
@@ -133,6 +148,26 @@ class _NamedRule:
                 kwargs["nonlinearity"] = "leaky_relu"
                 kwargs.setdefault("a", act.param)
         return choice(layer, param, self.scheme, why=self.label(), **kwargs)
+
+
+_NEEDS = {
+    "eye": "needs a 2-dim matrix",
+    "sparse": "needs a 2-dim matrix",
+    "dirac": "needs a 3- to 5-dim convolution kernel",
+    "delta_orthogonal": "needs a 3- to 5-dim convolution kernel",
+}
+
+
+def _names(layer: Layer, param: str) -> tuple[str, ...]:
+    """Every name of a parameter: under this layer's path, and its tied aliases."""
+    full = f"{layer.path}.{param}" if layer.path else param
+    return (full, *layer.param_aliases.get(param, ()))
+
+
+def _owners(layer: Layer, param: str) -> tuple[str, ...]:
+    """The module paths holding a parameter (several for tied weights)."""
+    others = tuple(n.rpartition(".")[0] for n in layer.param_aliases.get(param, ()))
+    return (layer.path, *others)
 
 
 def compile_rules(rules: Sequence[Rule] | None) -> list[Callable[[Layer, str], Any]]:
@@ -169,8 +204,27 @@ def compile_rules(rules: Sequence[Rule] | None) -> list[Callable[[Layer, str], A
                 f"rules[{i}]: {name} takes no argument(s) {', '.join(unknown)}; "
                 f"it takes {', '.join(sorted(allowed)) or 'none'}"
             )
+        _check_numbers(kwargs, f"rules[{i}]", name)
         out.append(_NamedRule(i, selector, scheme, name, dict(kwargs)))
     return out
+
+
+_NUMERIC = frozenset({"gain", "std", "mean", "a", "b", "val", "scale", "sparsity", "param"})
+
+
+def _check_numbers(kwargs: Mapping[str, Any], where: str, scheme: str) -> None:
+    """Numeric scheme arguments must be finite real numbers (checked before any tensor is
+    touched: a NaN gain would write NaN weights)."""
+    for key, value in kwargs.items():
+        if key not in _NUMERIC:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{where}: {scheme} argument {key} must be a real number, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{where}: {scheme} argument {key} must be finite, got {value!r}")
 
 
 def _check_selector(selector: Any, i: int) -> None:
@@ -221,11 +275,9 @@ def choose(
 ) -> list[Decision]:
     """Decide every parameter of ``model``: custom rules first, then ``zero_init_residual``,
     then the preset. Warns for rule selectors that match nothing and for untouched parameters."""
-    from initscope.policy import presets as _presets
-
     preset = check_preset(preset)
     compiled = compile_rules(rules)
-    ctx = _presets.Context(model, list(layers), preset, zero_init_residual)
+    facts = describe(model, layers)
     names = {id(p): n for n, p in model.named_parameters()}
     seen: set[int] = set()
     decisions: list[Decision] = []
@@ -242,13 +294,24 @@ def choose(
                 if picked is not None:
                     break
             if picked is None:
-                picked = _as_choices(ctx.choose(layer, name), f"preset {preset!r}")
-            note = "" if picked else ctx.untouched_note(layer, name)
+                picked = _as_choices(
+                    decide(facts, preset, layer, name, zero_init_residual), f"preset {preset!r}"
+                )
+            note = "" if picked else untouched_note(preset, layer, name)
             decisions.append(Decision(names[id(p)], layer, name, shape, picked or (), note))
     for rule in compiled:
         if isinstance(rule, _NamedRule) and not rule.matched:
             warnings.warn(
                 f"initscope: {rule.label()} matched no module or parameter",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif isinstance(rule, _NamedRule) and rule.cannot:
+            shown = ", ".join(rule.cannot[:4]) + (", ..." if len(rule.cannot) > 4 else "")
+            warnings.warn(
+                f"initscope: {rule.label()} cannot apply to {shown}: {rule.scheme} "
+                f"{_NEEDS.get(rule.scheme, 'needs a tensor of 2 or more dims')}; "
+                f"preset {preset!r} decides {'it' if len(rule.cannot) == 1 else 'them'}",
                 UserWarning,
                 stacklevel=3,
             )
