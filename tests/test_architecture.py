@@ -55,16 +55,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("initscope.policy._plan", "initscope.calibration._lsuv"),
         # upward, the report <-> views cycle: Report.plot/to_html/__rich__/__str__ import the views
         ("initscope.report._report", "initscope.report.views"),
-        # private: the views import the report's thresholds and its private `_signed`
-        # private: measuring code imports SATURATION_MARGIN / Report from the report's module
-        # private: fans/Fans and truncated_std from init's private modules
-        ("initscope.diagnostics._rows", "initscope.init._fans"),
-        ("initscope.policy._choice", "initscope.init._fans"),
-        ("initscope.policy._plan", "initscope.init._fans"),
-        ("initscope.report._report", "initscope.init._fans"),
-        # private: the activations' `_as_float`
-        ("initscope.theory._moments", "initscope.activations"),
-        # private: the CLI's synthetic batch is diagnostics' `_example_input`
         # private: the demo command draws and writes with the experiments' private modules
         ("initscope.cli.demo", "initscope.experiments._figures"),
         ("initscope.cli.demo", "initscope.experiments._report"),

@@ -9,6 +9,8 @@ to leave a model as it was wraps its work in :func:`state_guard`. Hooks are regi
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Batch", "float_tensors", "removing", "state_guard", "tensors_in"]
+__all__ = ["Batch", "check_real", "float_tensors", "removing", "state_guard", "tensors_in"]
 
 
 def tensors_in(obj: Any) -> list[torch.Tensor]:
@@ -222,3 +224,25 @@ def removing() -> Iterator[list[RemovableHandle]]:
     finally:
         for handle in reversed(handles):
             handle.remove()
+
+
+def check_real(
+    arg: str,
+    value: object,
+    *,
+    low: float | None = None,
+    strict: bool = False,
+    infinite: bool = False,
+) -> float:
+    """``value`` as a float: ``TypeError`` unless a real number (not a bool), ``ValueError`` naming
+    ``arg`` if NaN, infinite (unless ``infinite``) or below ``low`` (``<= low`` if ``strict``)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{arg} must be a real number, got {type(value).__name__}")
+    out = float(value)
+    if math.isnan(out) or (math.isinf(out) and not infinite):
+        raise ValueError(f"{arg} must be a finite number, got {out}")
+    if low is not None and (out < low or (strict and out == low)):
+        raise ValueError(f"{arg} must be {'>' if strict else '>='} {low:g}, got {out}")
+    return out

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from initscope._torch import check_real
 from initscope.activations._table import ALIASES, POSITIVE_PARAMS, REGISTRY, clip_parts
 
 __all__ = [
@@ -81,15 +82,6 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
-def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what}: expected a real number, got {type(value).__name__}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{what}: expected a finite number, got {out}")
-    return out
-
-
 @functools.cache
 def _named(name: str, param: float | None) -> Activation:
     builder, _, _ = REGISTRY[name]
@@ -129,7 +121,7 @@ def _from_name(name: str, param: Any) -> Activation:
         if param is not None:
             raise ValueError(f"activation {key!r} takes no parameter, got param={param!r}")
         return _named(key, None)
-    value = default if param is None else _as_float(param, f"param ({what} of {key})")
+    value = default if param is None else check_real(f"param ({what} of {key})", param)
     if key in POSITIVE_PARAMS and value <= 0:
         raise ValueError(f"param ({what} of {key}) must be > 0, got {value}")
     return _named(key, value)

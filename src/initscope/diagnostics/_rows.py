@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from initscope.diagnostics._hooks import Call, ModuleStats, Spec
-from initscope.init._fans import Fans, fans
+from initscope.init import Fans, fans
 from initscope.report import Role
 from initscope.theory import Moments, moments
 

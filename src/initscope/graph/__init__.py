@@ -22,6 +22,7 @@ from torch import nn
 from initscope._torch import state_guard
 from initscope.activations import Activation
 from initscope.graph import _build as gb
+from initscope.graph._build import Node, Ref, from_fx, from_recording
 from initscope.graph._analysis import (
     MATRIX_KINDS,
     LayerKind,
@@ -31,15 +32,19 @@ from initscope.graph._analysis import (
     norm_kind,
 )
 from initscope.graph._behaviour import Behaviour, behaviour
-from initscope.init._fans import Fans
+from initscope.init import Fans
 
 __all__ = [
     "MATRIX_KINDS",
     "Behaviour",
     "Layer",
     "LayerKind",
+    "Node",
     "NormKind",
+    "Ref",
     "behaviour",
+    "from_fx",
+    "from_recording",
     "inspect_model",
     "layer_kind",
     "norm_kind",

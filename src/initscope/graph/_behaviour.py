@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from initscope.activations import Activation, from_function, names, resolve
-from initscope.init._fans import Fans
+from initscope.init import Fans
 
 __all__ = ["Behaviour", "ParamUse", "behaviour"]
 

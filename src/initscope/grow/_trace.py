@@ -28,7 +28,7 @@ from torch.nn.modules.pooling import (
 )
 
 from initscope.activations import from_function, from_module
-from initscope.graph import _build as gb
+from initscope import graph as gb
 
 __all__ = ["Units", "GrowthError", "trace_units", "graph_nodes"]
 

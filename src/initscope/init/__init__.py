@@ -35,6 +35,9 @@ from initscope.init._extended import (
 )
 from initscope.init._fans import FanMode as FanMode
 from initscope.init._fans import Fans as Fans
+from initscope.init._fans import fans as fans
+from initscope.init._fans import param_shape as param_shape
+from initscope.init._fans import torch_fans as torch_fans
 from initscope.init.registry import SCHEMES, get_scheme
 from initscope.init._schemes import Distribution as Distribution
 from initscope.init._schemes import TorchNonlinearity as TorchNonlinearity

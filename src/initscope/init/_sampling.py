@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
+from initscope._torch import check_real as check_real
 from initscope.init._fans import Fans, fans
 
 _CHUNK = 1 << 16
@@ -42,28 +43,6 @@ def check_tensor(tensor: object, *, allow_complex: bool = False) -> None:
     if not (tensor.is_floating_point() or (allow_complex and tensor.is_complex())):
         kinds = "floating-point or complex" if allow_complex else "floating-point"
         raise TypeError(f"tensor must have a {kinds} dtype, got {tensor.dtype}")
-
-
-def check_real(
-    arg: str,
-    value: object,
-    *,
-    low: float | None = None,
-    strict: bool = False,
-    infinite: bool = False,
-) -> float:
-    """``value`` as a float: ``TypeError`` unless a real number (not a bool), ``ValueError`` naming
-    ``arg`` if NaN, infinite (unless ``infinite``) or below ``low`` (``<= low`` if ``strict``)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{arg} must be a real number, got {type(value).__name__}")
-    out = float(value)
-    if math.isnan(out) or (math.isinf(out) and not infinite):
-        raise ValueError(f"{arg} must be a finite number, got {out}")
-    if low is not None and (out < low or (strict and out == low)):
-        raise ValueError(f"{arg} must be {'>' if strict else '>='} {low:g}, got {out}")
-    return out
 
 
 def check_groups(groups: object) -> int:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from initscope.graph import Layer
-from initscope.init._fans import Fans, fans, param_shape, torch_fans
+from initscope.init import Fans, fans, param_shape, torch_fans
 from initscope.init.registry import RECORDS, get_scheme, num, record, scheme_name
 
 __all__ = ["Choice", "choice", "accepted", "applicable", "scheme_name", "layout_fans", "num"]

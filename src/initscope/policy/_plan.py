@@ -26,7 +26,7 @@ from torch import nn
 
 from initscope.graph import inspect_model
 from initscope.init import get_scheme
-from initscope.init._fans import Fans, fans
+from initscope.init import Fans, fans
 from initscope.policy._rules import PRESETS, Choice, Rule, check_preset, choose
 
 __all__ = ["Entry", "Plan", "initialize", "plan"]

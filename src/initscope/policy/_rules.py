@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from initscope._torch import check_real
 from initscope.graph import Layer
 from initscope.policy._choice import Choice, accepted, applicable, choice, scheme_name
 from initscope.policy.presets import PRESETS, PresetFn, decide, describe
@@ -216,15 +215,8 @@ def _check_numbers(kwargs: Mapping[str, Any], where: str, scheme: str) -> None:
     """Numeric scheme arguments must be finite real numbers (checked before any tensor is
     touched: a NaN gain would write NaN weights)."""
     for key, value in kwargs.items():
-        if key not in _NUMERIC:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(
-                f"{where}: {scheme} argument {key} must be a real number, "
-                f"got {type(value).__name__} {value!r}"
-            )
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{where}: {scheme} argument {key} must be finite, got {value!r}")
+        if key in _NUMERIC:
+            check_real(f"{where}: {scheme} argument {key}", value)
 
 
 def _check_selector(selector: Any, i: int) -> None:

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from initscope.init._fans import Fans
+    from initscope.init import Fans
 
 _STAT_FIELDS = (
     "weight_std",

@@ -9,8 +9,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from initscope._torch import check_real
 from initscope.activations import Activation, NotDifferentiableError, resolve
-from initscope.activations import _as_float as _real
 
 GainMode = Literal["forward", "backward", "average"]
 
@@ -52,14 +52,14 @@ class Moments:
 
 
 def _positive(value: Any, what: str) -> float:
-    out = _real(value, what)
+    out = check_real(what, value)
     if out <= 0:
         raise ValueError(f"{what}: expected a number > 0, got {out}")
     return out
 
 
 def _nonnegative(value: Any, what: str) -> float:
-    out = _real(value, what)
+    out = check_real(what, value)
     if out < 0:
         raise ValueError(f"{what}: expected a number >= 0, got {out}")
     return out
@@ -230,7 +230,7 @@ def moments(act: Any, q: float = 1.0, mean: float = 0.0, *, param: float | None 
             elementwise, or whose moments are not finite at this ``q``.
     """
     q = _positive(q, "q")
-    mean = _real(mean, "mean")
+    mean = check_real("mean", mean)
     ef, ef2, var, edf2, _ = raw_moments(resolve(act, param), q, mean)
     return Moments(ef, ef2, var, edf2)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from initscope.graph import Layer
-from initscope.policy.presets.auto import auto, guide
+from initscope.policy.presets.auto_preset import auto, guide
 from initscope.policy.presets.base import ModelFacts, PresetFn, describe, zero_residual
 from initscope.policy.presets.named import fixup, gpt2, he, lecun, lsuv, orthogonal, xavier
 from initscope.policy.presets.pytorch import torch_preset
