@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     results, figures, seconds = {}, {}, {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(names, desc="initscope demo", unit="exp", file=sys.stderr)
     for name in bar:
         bar.set_postfix_str(name)
@@ -101,14 +102,18 @@ def run(args: argparse.Namespace) -> int:
         "quick": bool(args.quick),
         "seconds": seconds,
         "total_seconds": time.perf_counter() - start,
+        # CPU time of this process (one thread): about the wall time on an idle machine
+        "cpu_seconds": time.process_time() - cpu_start,
+        # the machine's load average over the last 5 minutes: the context of the timings
+        "load_average": os.getloadavg()[1] if hasattr(os, "getloadavg") else None,
     }
     _report.write_json(out / "results.json", results, meta)
     report = _report.write_html(out / "report.html", results, figures, meta)
-    _print_summary(results, report, meta["total_seconds"])
+    _print_summary(results, report, meta["total_seconds"], bool(args.quick))
     return 0
 
 
-def _print_summary(results: dict[str, Any], report: Path, total: float) -> None:
+def _print_summary(results: dict[str, Any], report: Path, total: float, quick: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -118,7 +123,7 @@ def _print_summary(results: dict[str, Any], report: Path, total: float) -> None:
     ok = sum(c.reproduced for r in results.values() for c in r.claims)
     n = sum(len(r.claims) for r in results.values())
     console = Console(width=max(Console().width, 140))
-    console.print(f"[bold]{_report.headline(ok, n)}[/bold]", highlight=False)
+    console.print(f"[bold]{escape(_report.headline(ok, n, quick))}[/bold]", highlight=False)
     table = Table(title="initscope demo: classic initialization results", show_lines=True)
     table.add_column("experiment", no_wrap=True)
     table.add_column("claim", ratio=2)

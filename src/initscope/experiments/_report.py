@@ -55,14 +55,20 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
 )
 
 
-def headline(ok: int, n: int) -> str:
-    """One sentence: how many claims reproduced, and that the others are reported, not hidden."""
-    if ok == n:
-        return f"All {n} claims reproduced."
-    return (
-        f"{ok} of {n} claims reproduced. {n - ok} classic claims do not reproduce as stated: "
-        "they are reported with the numbers we measured, not hidden."
+def headline(ok: int, n: int, quick: bool = False) -> str:
+    """How many claims reproduced, and that the others are reported, not hidden."""
+    text = (
+        f"All {n} claims reproduced."
+        if ok == n
+        else f"{ok} of {n} claims reproduced. {n - ok} claims (some of them classic) do not "
+        "reproduce as stated: they are reported with the numbers we measured, not hidden."
     )
+    if quick:
+        text += (
+            " This is a quick run (small sizes, a fraction of the training): the claims about "
+            "training are judged on too little of it; run without --quick for the reference."
+        )
+    return text
 
 
 def verdict(result: Result) -> str:
@@ -130,7 +136,8 @@ def write_html(
         f"<p class='meta'>initscope {html.escape(str(meta.get('initscope_version')))}, "
         f"torch {html.escape(str(meta.get('torch_version')))}, seed {meta.get('seed')}, "
         f"{mode} run, {meta.get('total_seconds', 0.0):.0f} s.</p>",
-        f"<p class='summary'><b>{html.escape(headline(ok, total))}</b></p>",
+        f"<p class='summary'><b>{html.escape(headline(ok, total, bool(meta.get('quick'))))}"
+        "</b></p>",
     ]
     failed = [(name, c) for name, r in results.items() for c in r.claims if not c.reproduced]
     if failed:
