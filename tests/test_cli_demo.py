@@ -25,7 +25,9 @@ def test_demo_quick_writes_report_json_and_figures(
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert f"Report: {out / 'report.html'}" in captured.out
-    assert "claims reproduced" in captured.out
+    # up front, before the table: how many reproduced, and that the others are not hidden
+    first = captured.out.split("┏")[0]
+    assert "claims reproduced" in first and "not hidden" in first and "quick run" in first
     assert "initscope demo" in captured.err  # tqdm progress goes to stderr
 
     for name in EXPERIMENTS:
@@ -46,6 +48,9 @@ def test_demo_quick_writes_report_json_and_figures(
     assert html.count("src='data:image/png;base64,") == len(EXPERIMENTS)  # self-contained
     assert html.count("<td class=") == 2 * n_claims  # summary table + one table per experiment
     assert "http" not in html  # nothing to fetch
+    head = html.split("<h2>Summary</h2>")[0]  # before the tables: the headline, what failed
+    assert "not hidden" in head and "Not reproduced:" in head
+    assert "C / K" in html.split("id='glossary'")[1]  # the glossary decodes the notation
 
 
 def test_only_parses_and_orders() -> None:

@@ -83,16 +83,16 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    results, figures, seconds = {}, {}, {}
+    results, figures, seconds, cpu = {}, {}, {}, {}
     start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(names, desc="initscope demo", unit="exp", file=sys.stderr)
     for name in bar:
         bar.set_postfix_str(name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = experiments.run(
             name, quick=args.quick, generator=torch.Generator().manual_seed(args.seed)
         )
-        seconds[name] = time.perf_counter() - t0
+        seconds[name], cpu[name] = time.perf_counter() - t0, time.process_time() - c0
         results[name] = result
         figures[name] = _figures.draw(name, result, out / f"demo_{name}.png")
     meta = {
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "quick": bool(args.quick),
         "seconds": seconds,
+        "cpu_seconds_per_experiment": cpu,
         "total_seconds": time.perf_counter() - start,
         # CPU time of this process (one thread): about the wall time on an idle machine
         "cpu_seconds": time.process_time() - cpu_start,

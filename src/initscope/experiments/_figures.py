@@ -82,11 +82,16 @@ def _scale_sweep(r: Any) -> Figure:
     layers = np.arange(1, r.n_layers + 1)
     for col, label in enumerate(r.scales):
         name = f"Xavier ({r.xavier_scale:.4f})" if label == "Xavier" else label
-        ax = axes[col]  # forward
-        ax.semilogy(layers, r.layer_std[label], "b-", lw=2, label="std of h (measured)")
-        ax.semilogy(layers, r.layer_mean_abs[label], "k--", lw=1, label="mean |h|")
-        ax.semilogy(layers, r.theory_std[label], ":", color="tab:orange", lw=2.5, label="theory")
-        ax.set_ylabel("activation std (log)")
+        ax = axes[col]  # forward; a log axis where the std collapses (a linear one shows 0)
+        ax.plot(layers, r.layer_std[label], "b-", lw=2, label="std of h (measured)")
+        ax.plot(layers, r.layer_mean_abs[label], "k--", lw=1, label="mean |h|")
+        ax.plot(layers, r.theory_std[label], ":", color="tab:orange", lw=2.5, label="theory")
+        if r.layer_std[label].min() < 1e-3:
+            ax.set_yscale("log")
+            ax.set_ylabel("activation std (log axis)")
+        else:
+            ax.set_ylim(0, 1.2)
+            ax.set_ylabel("activation std")
         ax.set_title(f"tanh, s = {name}: forward")
         ax.annotate(
             f"layer {r.n_layers}: std {r.layer_std[label][-1]:.2g}",
@@ -99,7 +104,7 @@ def _scale_sweep(r: Any) -> Figure:
         ax.semilogy(
             layers, r.theory_grad_std[label], ":", color="tab:orange", lw=2.5, label="theory"
         )
-        ax.set_ylabel("gradient std (log)")
+        ax.set_ylabel("gradient std (log axis)")
         ax.set_title(f"tanh, s = {name}: backward")
         for ax in (axes[col], axes[4 + col]):
             ax.set_xlabel("layer")
