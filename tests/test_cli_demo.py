@@ -39,7 +39,7 @@ def test_demo_quick_writes_report_json_and_figures(
     assert list(data["experiments"]) == list(EXPERIMENTS)
     n_claims = 0
     for name, entry in data["experiments"].items():
-        assert entry["title"] and entry["verdict"]
+        assert entry["title"] and isinstance(entry["verdict"], str) and entry["verdict"]
         assert entry["claims"] and all(isinstance(c["reproduced"], bool) for c in entry["claims"])
         n_claims += len(entry["claims"])
         assert data["seconds"][name] > 0

@@ -171,9 +171,9 @@ def test_symmetry(results: dict[str, experiments.Result]) -> None:
     assert r.unit_spread["constant"] < 1e-12
     assert r.rank["zero"].tolist() == [0] * (r.epochs + 1)  # zero init: nothing but biases learn
     assert r.train_accuracy["zero"][-1] == pytest.approx(r.majority_rate)
-    assert r.verdict["constant"] == "symmetric"
+    assert r.diagnose_verdict["constant"] == "symmetric"
     for v in ("xavier", "auto"):  # a random draw breaks the tie at once
-        assert r.verdict[v] == "healthy"
+        assert r.diagnose_verdict[v] == "healthy"
         assert r.rank[v][0] == r.width
         assert r.loss[v][-1] < r.loss[v][0] - 0.5
     assert r.snapshot["constant"].shape == (32, r.width)
@@ -190,12 +190,12 @@ def test_beyond_guide(results: dict[str, experiments.Result]) -> None:
         assert abs(r.forward_log2[f"{act}/auto"][-1]) <= 1.0
         assert abs(r.backward_log2[f"{act}/auto"][0]) <= 1.0
         np.testing.assert_allclose(r.theory_forward_log2[f"{act}/auto"], 0.0, atol=1e-6)
-        assert r.verdict[f"{act}/auto"] == "healthy"
+        assert r.diagnose_verdict[f"{act}/auto"] == "healthy"
     for act in ("gelu", "silu"):
         assert r.forward_log2[f"{act}/guide"][-1] < -10
         assert r.backward_log2[f"{act}/guide"][0] < -10
         assert r.sigma_w2[f"{act}/guide"] == pytest.approx(2.0)  # He
-        assert r.verdict[f"{act}/guide"] == "vanishing"
+        assert r.diagnose_verdict[f"{act}/guide"] == "vanishing"
     assert r.theory_forward_log2["gelu/guide"][-1] == pytest.approx(-19.25, abs=0.05)
     assert r.sigma_w2["tanh/guide"] == pytest.approx(1.0)  # Xavier on square layers
 

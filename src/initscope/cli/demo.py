@@ -125,7 +125,9 @@ def _print_summary(results: dict[str, Any], report: Path, total: float, quick: b
     n = sum(len(r.claims) for r in results.values())
     console = Console(width=max(Console().width, 140))
     console.print(f"[bold]{escape(_report.headline(ok, n, quick))}[/bold]", highlight=False)
-    table = Table(title="initscope demo: classic initialization results", show_lines=True)
+    table = Table(
+        title="initscope demo: classic initialization results, and beyond", show_lines=True
+    )
     table.add_column("experiment", no_wrap=True)
     table.add_column("claim", ratio=2)
     table.add_column("result", ratio=3)

@@ -88,11 +88,11 @@ def results_json(results: dict[str, Result], meta: dict[str, Any]) -> dict[str, 
     experiments = {}
     for name, result in results.items():
         module = get(name)
-        experiments[name] = {
-            "title": module.TITLE,
-            "verdict": verdict(result),
-            **result.to_dict(),
-        }
+        data = result.to_dict()
+        clash = {"title", "verdict"} & set(data)
+        if clash:  # a result field would hide the report's own keys
+            raise ValueError(f"{name}: result fields {sorted(clash)} clash with the report's keys")
+        experiments[name] = {"title": module.TITLE, "verdict": verdict(result), **data}
     return {**meta, "experiments": experiments}
 
 
@@ -129,7 +129,7 @@ def write_html(
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>initscope demo</title><style>{_CSS}</style></head><body>",
-        "<h1>initscope demo: the classic weight-initialization results</h1>",
+        "<h1>initscope demo: the classic weight-initialization results, and beyond</h1>",
         "<p>Each experiment states a claim about weight initialization from the classic papers "
         "and textbooks, or about what initscope adds to them, measures it here, and says whether "
         "it reproduced.</p>",

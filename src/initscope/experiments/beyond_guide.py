@@ -61,7 +61,7 @@ class BeyondGuideResult(Result):
     sigma_w2: dict[str, float]
     sigma_b2: dict[str, float]
     q0: dict[str, float]
-    verdict: dict[str, str]
+    diagnose_verdict: dict[str, str]
     train_width: int
     epochs: int
     lr: float
@@ -233,7 +233,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Bey
         sigma_w2={k: p.sigma_w2 for k, p in prop.items()},
         sigma_b2={k: p.sigma_b2 for k, p in prop.items()},
         q0={k: p.q0 for k, p in prop.items()},
-        verdict={k: p.verdict for k, p in prop.items()},
+        diagnose_verdict={k: p.verdict for k, p in prop.items()},
         train_width=train_width,
         epochs=epochs,
         lr=lr,

@@ -51,7 +51,7 @@ class SymmetryResult(Result):
     loss: dict[str, np.ndarray]
     train_accuracy: dict[str, np.ndarray]
     unit_spread: dict[str, float]
-    verdict: dict[str, str]
+    diagnose_verdict: dict[str, str]
     snapshot: dict[str, np.ndarray]
     majority_rate: float
     claims: list[Claim]
@@ -92,7 +92,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Sym
     g = generator_or_default(generator)
     width, lr, batch_size = 64, 0.1, 64
     epochs = 4 if quick else 20
-    rank, loss, acc, spread, verdict, snapshot = {}, {}, {}, {}, {}, {}
+    rank, loss, acc, spread, diagnose_verdict, snapshot = {}, {}, {}, {}, {}, {}
     with one_thread():
         data = digits(g)
         data = dataclasses.replace(data, x_train=data.x_train.double(), x_test=data.x_test.double())
@@ -103,7 +103,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Sym
             net = mlp("tanh", 2, width, in_features=data.x_train.shape[1], out_features=n_classes)
             net = net.double()
             _init(net, variant, vg)
-            verdict[variant] = initscope.diagnose(net, data.x_train[:256]).verdict
+            diagnose_verdict[variant] = initscope.diagnose(net, data.x_train[:256]).verdict
             ranks = [_rank(_hidden(net, data.x_train))]
             losses, accs = [], []
             for _ in range(epochs):  # one epoch at a time, to record the rank after each
@@ -144,10 +144,10 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Sym
         ),
         Claim(
             "initscope.diagnose flags constant init at once: verdict 'symmetric'.",
-            "verdict at init: " + ", ".join(f"{v} {verdict[v]}" for v in VARIANTS) + ".",
+            "verdict at init: " + ", ".join(f"{v} {diagnose_verdict[v]}" for v in VARIANTS) + ".",
             bool(
-                verdict[const] == "symmetric"
-                and all(verdict[v] != "symmetric" for v in ("xavier", "auto"))
+                diagnose_verdict[const] == "symmetric"
+                and all(diagnose_verdict[v] != "symmetric" for v in ("xavier", "auto"))
             ),
         ),
         Claim(
@@ -168,7 +168,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Sym
         loss=loss,
         train_accuracy=acc,
         unit_spread=spread,
-        verdict=verdict,
+        diagnose_verdict=diagnose_verdict,
         snapshot=snapshot,
         majority_rate=majority,
         claims=claims,
