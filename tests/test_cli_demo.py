@@ -25,7 +25,9 @@ def test_demo_quick_writes_report_json_and_figures(
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert f"Report: {out / 'report.html'}" in captured.out
-    assert "claims reproduced" in captured.out
+    # up front, before the table: how many reproduced, and that the others are not hidden
+    first = " ".join(captured.out.split("┏")[0].split())  # rich wraps long lines
+    assert "claims reproduced" in first and "not hidden" in first and "quick run" in first
     assert "initscope demo" in captured.err  # tqdm progress goes to stderr
 
     for name in EXPERIMENTS:
@@ -37,7 +39,7 @@ def test_demo_quick_writes_report_json_and_figures(
     assert list(data["experiments"]) == list(EXPERIMENTS)
     n_claims = 0
     for name, entry in data["experiments"].items():
-        assert entry["title"] and entry["verdict"]
+        assert entry["title"] and isinstance(entry["verdict"], str) and entry["verdict"]
         assert entry["claims"] and all(isinstance(c["reproduced"], bool) for c in entry["claims"])
         n_claims += len(entry["claims"])
         assert data["seconds"][name] > 0
@@ -46,12 +48,15 @@ def test_demo_quick_writes_report_json_and_figures(
     assert html.count("src='data:image/png;base64,") == len(EXPERIMENTS)  # self-contained
     assert html.count("<td class=") == 2 * n_claims  # summary table + one table per experiment
     assert "http" not in html  # nothing to fetch
+    head = html.split("<h2>Summary</h2>")[0]  # before the tables: the headline, what failed
+    assert "not hidden" in head and "Not reproduced:" in head
+    assert "C / K" in html.split("id='glossary'")[1]  # the glossary decodes the notation
 
 
 def test_only_parses_and_orders() -> None:
     assert parse_only(None) == list(EXPERIMENTS)
     assert parse_only("pricing, scale_sweep") == ["scale_sweep", "pricing"]
-    with pytest.raises(CLIError, match="unknown experiment bogus; valid: scale_sweep"):
+    with pytest.raises(CLIError, match="unknown experiment bogus; valid: symmetry, scale_sweep"):
         parse_only("scale_sweep,bogus")
     with pytest.raises(CLIError, match="--only"):
         parse_only(",")

@@ -257,3 +257,77 @@ def policy_initialize() -> Callable[..., Any] | None:
     import initscope
 
     return getattr(initscope, "initialize", None)
+
+
+# ----------------------------------------------------------------------------- any-activation MLPs
+
+#: The activation modules the experiments' MLPs use, by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def mlp(
+    activation: str, depth: int, width: int, *, in_features: int, out_features: int
+) -> nn.Sequential:
+    """``depth`` blocks of Linear (with bias) + activation, then a Linear head; no normalization.
+
+    Linear layers are built with ``torch.nn.utils.skip_init`` (nothing drawn from the global RNG):
+    give them values with ``initscope.initialize(model, preset, generator=...)`` or a scheme.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    d = in_features
+    for _ in range(depth):
+        layers += [nn.utils.skip_init(nn.Linear, d, width), ACTIVATIONS[activation]()]
+        d = width
+    layers.append(nn.utils.skip_init(nn.Linear, d, out_features))
+    return nn.Sequential(*layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCurves:
+    """Training loss at every SGD step and training-set accuracy after every epoch."""
+
+    loss: np.ndarray
+    train_accuracy: np.ndarray
+
+
+def train_per_step(
+    model: nn.Module,
+    data: Split,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    momentum: float = 0.0,
+) -> StepCurves:
+    """SGD on cross-entropy (``momentum`` 0: plain SGD), batches shuffled with ``generator``, the
+    last partial batch dropped. A loss that turns non-finite stays NaN for the remaining steps."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    n = len(data.x_train)
+    steps = n // batch_size
+    losses = np.full(epochs * steps, np.nan)
+    accs = np.full(epochs, np.nan)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=generator)
+        for i in range(steps):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            if not torch.isfinite(loss):
+                return StepCurves(losses, accs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses[epoch * steps + i] = loss.item()
+        model.eval()
+        with torch.no_grad():
+            pred = model(data.x_train).argmax(1)
+        accs[epoch] = (pred == data.y_train).double().mean().item()
+    return StepCurves(losses, accs)

@@ -21,6 +21,7 @@ th { background: #f3f3f3; }
 td.yes { color: #176b2c; font-weight: 600; } td.no { color: #a4161a; font-weight: 600; }
 img { max-width: 100%; border: 1px solid #eee; }
 p.summary { font-size: 1.05em; } .meta { color: #666; font-size: 0.9em; }
+ul.failed li { margin: 0.3em 0; } dt { font-weight: 600; } dd { margin: 0 0 0.4em 1.5em; }
 """
 
 
@@ -30,6 +31,44 @@ def summary(module_doc: str | None) -> str:
     paragraphs = (module_doc or "").strip().split("\n\n")
     text = paragraphs[1] if len(paragraphs) > 1 else paragraphs[0]
     return re.sub(r"``([^`]*)``", r"\1", " ".join(text.split()))
+
+
+#: Words a newcomer meets in the report, with their meaning.
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("std", "standard deviation: the typical size of the numbers in a layer's output or gradient"),
+    ("bits", "a log2 factor: losing 10 bits of std means the std shrank by 2^10, about 1000"),
+    ("forward / backward", "the signal going from input to output, and the gradient going back"),
+    ("Xavier", "Glorot & Bengio 2010: weight variance 2 / (fan_in + fan_out)"),
+    ("He", "He et al. 2015: weight variance 2 / fan_in, for ReLU"),
+    ("fan_in / fan_out", "the number of inputs / outputs of a layer"),
+    (
+        "critical point",
+        "the weight and bias variances at which a deep net's signal neither grows nor shrinks "
+        "with depth (Poole et al. 2016; Schoenholz et al. 2017); initscope's preset 'auto' uses it",
+    ),
+    (
+        "LSUV",
+        "Mishkin & Matas 2016: rescale each layer on a batch of data until its output std is 1",
+    ),
+    ("BN", "batch normalization (Ioffe & Szegedy 2015)"),
+    ("C / K", "a call option's price divided by its strike price (Black-Scholes model)"),
+)
+
+
+def headline(ok: int, n: int, quick: bool = False) -> str:
+    """How many claims reproduced, and that the others are reported, not hidden."""
+    text = (
+        f"All {n} claims reproduced."
+        if ok == n
+        else f"{ok} of {n} claims reproduced. {n - ok} claims (some of them classic) do not "
+        "reproduce as stated: they are reported with the numbers we measured, not hidden."
+    )
+    if quick:
+        text += (
+            " This is a quick run (small sizes, a fraction of the training): the claims about "
+            "training are judged on too little of it; run without --quick for the reference."
+        )
+    return text
 
 
 def verdict(result: Result) -> str:
@@ -49,11 +88,11 @@ def results_json(results: dict[str, Result], meta: dict[str, Any]) -> dict[str, 
     experiments = {}
     for name, result in results.items():
         module = get(name)
-        experiments[name] = {
-            "title": module.TITLE,
-            "verdict": verdict(result),
-            **result.to_dict(),
-        }
+        data = result.to_dict()
+        clash = {"title", "verdict"} & set(data)
+        if clash:  # a result field would hide the report's own keys
+            raise ValueError(f"{name}: result fields {sorted(clash)} clash with the report's keys")
+        experiments[name] = {"title": module.TITLE, "verdict": verdict(result), **data}
     return {**meta, "experiments": experiments}
 
 
@@ -90,13 +129,26 @@ def write_html(
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>initscope demo</title><style>{_CSS}</style></head><body>",
-        "<h1>initscope demo: the classic weight-initialization results</h1>",
+        "<h1>initscope demo: the classic weight-initialization results, and beyond</h1>",
+        "<p>Each experiment states a claim about weight initialization from the classic papers "
+        "and textbooks, or about what initscope adds to them, measures it here, and says whether "
+        "it reproduced.</p>",
         f"<p class='meta'>initscope {html.escape(str(meta.get('initscope_version')))}, "
         f"torch {html.escape(str(meta.get('torch_version')))}, seed {meta.get('seed')}, "
         f"{mode} run, {meta.get('total_seconds', 0.0):.0f} s.</p>",
-        f"<p class='summary'><b>{ok} of {total} claims reproduced.</b></p>",
-        "<h2>Summary</h2>",
+        f"<p class='summary'><b>{html.escape(headline(ok, total, bool(meta.get('quick'))))}"
+        "</b></p>",
     ]
+    failed = [(name, c) for name, r in results.items() for c in r.claims if not c.reproduced]
+    if failed:
+        parts.append("<p>Not reproduced:</p><ul class='failed'>")
+        parts += [
+            f"<li><a href='#{name}'>{html.escape(name)}</a>: {html.escape(c.claim)} "
+            f"<i>Measured: {html.escape(c.measured)}</i></li>"
+            for name, c in failed
+        ]
+        parts.append("</ul>")
+    parts.append("<h2>Summary</h2>")
     parts.append(_table("".join(_rows(r, name) for name, r in results.items()), True))
     for name, result in results.items():
         module = get(name)
@@ -110,6 +162,9 @@ def write_html(
             f"<img alt='{name}' src='data:image/png;base64,{png}'>",
             _table(_rows(result), False),
         ]
+    parts.append("<h2 id='glossary'>Words used</h2><dl>")
+    parts += [f"<dt>{html.escape(w)}</dt><dd>{html.escape(d)}</dd>" for w, d in GLOSSARY]
+    parts.append("</dl>")
     parts.append("</body></html>\n")
     path.write_text("\n".join(parts))
     return path

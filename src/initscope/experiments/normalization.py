@@ -2,8 +2,8 @@
 
 The deep ReLU net of the xavier_vs_he experiment with Xavier weights, with and without
 BatchNorm after every Linear, and the same with He weights. BatchNorm divides each pre-activation
-by its batch std (Ioffe & Szegedy 2015), so the Xavier collapse cannot compound; the seed adds
-that proper initialization still makes training start faster.
+by its batch std (Ioffe & Szegedy 2015), so the Xavier collapse cannot compound; the classic
+textbook advice adds that proper initialization still makes training start faster.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Nor
     pct = {k: f"{100 * v:.1f}%" for k, v in acc.items()}
     claims = [
         Claim(
-            "BatchNorm rescues a bad init: a deep Xavier ReLU net that stalls trains with "
+            "BatchNorm (BN) rescues a bad init: a deep Xavier ReLU net that stalls trains with "
             "BatchNorm.",
             f"test accuracy Xavier {pct['xavier']} -> Xavier + BN {pct['xavier+bn']}; "
             f"ReLU-input std at layer {depth}: {stds['xavier'][-1]:.2g} -> "
