@@ -29,7 +29,7 @@ ACTIVATIONS = {
 
 
 class PricingNetwork(nn.Module):
-    """The seed's pricing network, without its hand-written init: initscope decides."""
+    """The textbook pricing network, without its hand-written init: initscope decides."""
 
     def __init__(self, input_dim: int = 16, hidden_dim: int = 128, n_layers: int = 4) -> None:
         super().__init__()

@@ -321,13 +321,10 @@ def test_committed_full_numbers_match_a_fresh_full_run() -> None:
 
 
 def test_words_name_the_idea_not_the_team_jargon() -> None:
-    """The demo's own text names the textbook or the paper, never "the seed" (pricing.py has its
-    own owner; the generated blocks quote the experiments' claims as they are)."""
+    """The demo's own text names the textbook or the paper, never "the seed"."""
     numbers = _script()
     jargon = re.compile(r"\bthe seed\b|\bseed's\b", re.I)
-    sources = [
-        p for p in (ROOT / "src/initscope/experiments").glob("*.py") if p.name != "pricing.py"
-    ]
+    sources = list((ROOT / "src/initscope/experiments").glob("*.py"))
     for path in sources:
         assert not jargon.search(path.read_text()), path
     page = numbers._BLOCK.sub("", (ROOT / "docs/demo.md").read_text())

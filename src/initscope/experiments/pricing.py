@@ -1,14 +1,14 @@
-"""The seed's option-pricing network, trained on Black-Scholes call prices under several inits.
+"""The textbook option-pricing network, trained on Black-Scholes call prices under several inits.
 
-The seed's ``PricingNetwork`` (a ReLU backbone of ``n_layers`` Linear layers, a Linear head,
+The textbook's ``PricingNetwork`` (a ReLU backbone of ``n_layers`` Linear layers, a Linear head,
 softplus output) learns the normalized call price ``C / K`` from moneyness ``S / K``, maturity
 ``T``, rate ``r`` and volatility ``sigma``. The closed form (Black & Scholes 1973) is
 ``C / K = m N(d1) - exp(-r T) N(d2)``, ``d1 = (ln m + (r + sigma^2 / 2) T) / (sigma sqrt T)``,
-``d2 = d1 - sigma sqrt T``. We compare torch's default init, the seed's init (He backbone, Xavier
+``d2 = d1 - sigma sqrt T``. We compare torch's default init, the textbook's init (He backbone, Xavier
 head, zero biases), a head calibrated to the data, and ``initscope.initialize`` (preset
 ``"auto"``) with its output head calibrated to the training prices by
 :func:`initscope.init_head` (``auto`` alone knows nothing about the targets); and we check the
-seed's point that the head's init decides the scale of the initial predictions.
+the textbook's point that the head's init decides the scale of the initial predictions.
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def sample_options(n: int, generator: torch.Generator) -> tuple[torch.Tensor, to
 
 
 class PricingNetwork(nn.Module):
-    """The seed's network: ``n_layers`` x (Linear + ReLU), a Linear head, softplus output.
+    """The textbook pricing network: ``n_layers`` x (Linear + ReLU), a Linear head, softplus
+    output.
 
-    Initialized as the seed does: He normal (``Var = 2 / fan_in``) on the backbone, Xavier normal
-    (``Var = 2 / (fan_in + fan_out)``) on the head, zero biases; drawn from ``generator``. The seed
-    writes ``torch.softplus``, which torch does not have; ``F.softplus`` is the function it means.
+    Initialized as the textbook does: He normal (``Var = 2 / fan_in``) on the backbone, Xavier
+    normal (``Var = 2 / (fan_in + fan_out)``) on the head, zero biases; drawn from ``generator``.
+    The textbook writes ``torch.softplus``, which torch does not have; ``F.softplus`` is the
+    function it means.
     """
 
     def __init__(
@@ -164,7 +166,7 @@ def _build(
     model = PricingNetwork(len(RANGES), generator=g)
     if variant == "torch default":
         _torch_default_(model, g)
-    elif variant == "seed + calibrated head":
+    elif variant == "textbook + calibrated head":
         _calibrated_head_(model, mean_target, g)
     elif variant == AUTO and initialize is not None:
         from initscope.calibration import init_head
@@ -188,7 +190,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Pri
     g = generator_or_default(generator)
     batch_size, lr = 256, 2e-3
     n_train, n_test, steps, repeats = (2048, 512, 100, 1) if quick else (8192, 2048, 1000, 2)
-    variants = ["torch default", "seed (He + Xavier head)", "seed + calibrated head"]
+    variants = ["torch default", "textbook (He + Xavier head)", "textbook + calibrated head"]
     initialize = policy_initialize()
     if initialize is not None:
         variants.append(AUTO)
@@ -240,31 +242,31 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Pri
 
     final = {v: float(c[-1]) for v, c in mse.items()}
     y_std = float(y_tr.std())
-    seed_v, default_v = "seed (He + Xavier head)", "torch default"
-    s0 = initial[seed_v]
+    textbook_v, default_v = "textbook (He + Xavier head)", "torch default"
+    s0 = initial[textbook_v]
     claims = [
         Claim(
             "The head's init decides the scale of the initial predictions.",
             f"with the backbone fixed, initial prediction std grows as (head std)^{slope:.2f} "
-            f"for head std <= 0.01; the seed's Xavier head (std {xavier_std:.3f}) gives "
+            f"for head std <= 0.01; the textbook's Xavier head (std {xavier_std:.3f}) gives "
             f"std {s0['pred_std']:.3f} against a target std of {y_std:.3f}.",
             bool(0.9 <= slope <= 1.1),
         ),
         Claim(
-            "With the seed's init (Xavier head, zero bias) predictions start near zero "
+            "With the textbook's init (Xavier head, zero bias) predictions start near zero "
             "(below a quarter of the mean price).",
             f"initial predictions {s0['pred_mean']:.3f} +- {s0['pred_std']:.3f} against prices "
             f"{y_mean:.3f} +- {y_std:.3f}; a softplus head at 0 outputs ln 2 = {math.log(2):.3f}.",
             bool(s0["pred_mean"] <= 0.25 * y_mean),
         ),
         Claim(
-            "The seed's init (He backbone, Xavier head) trains the pricing network at least as "
+            "The textbook's init (He backbone, Xavier head) trains the pricing network at least as "
             "well as torch's default init.",
             "test MSE after "
             f"{steps} Adam steps: "
             + ", ".join(f"{v} {final[v]:.2g}" for v in variants)
             + f" (mean of {repeats}).",
-            bool(final[seed_v] <= final[default_v]),
+            bool(final[textbook_v] <= final[default_v]),
         ),
     ]
     return PricingResult(
