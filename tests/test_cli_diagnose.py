@@ -158,7 +158,6 @@ def test_init_scheme_draws_the_layers_the_graph_calls_linear(models, capsys):
 
 
 def test_unknown_init_lists_valid_names(models, capsys):
-
     pytest.importorskip("initscope.init")
     code, _, err = run(
         capsys, f"{models}:make", "--input-shape", "16,64", "--init", "kaiming_normall"

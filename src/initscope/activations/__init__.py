@@ -397,7 +397,6 @@ def torch_gain(
     a = resolve(act, param)
     if a.name in _TORCH_TABLE:
         return float(torch.nn.init.calculate_gain(_TORCH_TABLE[a.name]))
-
     if a.name == "leaky_relu":
         return float(torch.nn.init.calculate_gain("leaky_relu", a.param))
     return None

@@ -249,7 +249,6 @@ def orthogonalize(module: nn.Module, generator: torch.Generator | None) -> list[
     if w is None or w.dim() < 2:
         return []
     groups = cast(int, module.groups) if layer_kind(module) in ("conv", "conv_transpose") else 1
-
     for t in w.chunk(groups, dim=0):
         orthogonal_(t, generator=generator)
     return [w]

@@ -207,7 +207,6 @@ class Collector:
         if spec.saturation is not None:
             floor, ceiling = spec.saturation
             call.stats.saturated = ((yf <= floor) | (yf >= ceiling)).float().mean()
-
         if spec.kind in ("weight", "activation", "attention", "recurrent") and yf.ndim >= 2:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)

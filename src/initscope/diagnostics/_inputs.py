@@ -213,7 +213,6 @@ def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
     if spec.layer == "embedding" and hasattr(module, "num_embeddings"):
         count = module.num_embeddings
         return f"integer indices in [0, {count}) (num_embeddings={count})"
-
     if shape is None:
         return None
     if isinstance(module, nn.Linear) and (not shape or shape[-1] != module.in_features):
@@ -239,7 +238,6 @@ def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
             want, where = tuple(normalized_shape), "trailing"
         else:
             return None
-
         if where == "channels" and (len(shape) < 2 or shape[1] != want[0]):
             return f"shape (N, {want[0]}, *) ({want[0]} channels)"
         if where == "trailing" and tuple(shape[-len(want) :]) != want:

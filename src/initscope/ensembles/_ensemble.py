@@ -65,7 +65,6 @@ class Ensemble(nn.Module):
     _template: nn.Module  # set through __dict__: not a registered submodule
 
     def __init__(self, members: Sequence[nn.Module], *, vectorize: bool = True) -> None:
-
         if isinstance(members, nn.Module) or not isinstance(members, Sequence):
             raise TypeError("members: expected a list of nn.Module")
         if not members:
@@ -135,7 +134,6 @@ class Ensemble(nn.Module):
                 t.copy_(getattr(self, _key(name))[k])
             for name, b in m.named_buffers():
                 b.copy_(getattr(self, _key(name))[k])
-
         return m.train(self.training)
 
     def members(self) -> list[nn.Module]:

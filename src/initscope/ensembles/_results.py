@@ -205,6 +205,5 @@ class Diversity:
             lines.append(
                 f"  {cov.level:.0%} interval coverage {cov.coverage:.3f} (mean width "
                 f"{cov.mean_width:.4g}, {cov.n} values)"
-
             )
         return "\n".join(lines)

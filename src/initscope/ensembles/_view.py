@@ -65,7 +65,6 @@ class Members:
     def evaluating(self) -> Iterator[None]:
         """Eval mode, no grad, forked global RNG; every module's mode restored on exit."""
         owners: list[nn.Module] = [self.ensemble] if self.ensemble is not None else self.modules()
-
         modes = [(m, m.training) for o in owners for m in o.modules()]
         try:
             for o in owners:

@@ -43,7 +43,6 @@ from initscope.init import Fans
 __all__ = ["Behaviour", "ParamUse", "behaviour"]
 
 Role = Literal["weight", "bias", "scale", "norm_weight", "norm_bias", "token", "position"]
-
 Layout = Literal["out_in", "in_out", "conv", "conv_transpose", "einsum"]
 Category = Literal["weight", "norm", "scale", "act", "shape", "other"]
 

@@ -146,7 +146,6 @@ def delta_orthogonal_(
     with torch.no_grad():
         tensor.zero_()
         tensor[(slice(None), slice(None)) + centre] = q
-
     return tensor
 
 

@@ -154,7 +154,6 @@ def param_shape(module: nn.Module, attr: str) -> tuple[int, ...]:
     if not parametrize.is_parametrized(module, attr):
         return tuple(getattr(module, attr).shape)
     plist = cast(nn.ModuleDict, module.parametrizations)[attr]
-
     modes = [(m, m.training) for m in plist.modules()]
     try:
         plist.train(False)

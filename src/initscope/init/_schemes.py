@@ -87,7 +87,6 @@ def _torch_table(nonlinearity: str, param: object) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-
         elif isinstance(param, bool) or not isinstance(param, numbers.Real):
             raise ValueError(f"negative_slope {param} not a valid number")
         elif not math.isfinite(param):
@@ -96,7 +95,6 @@ def _torch_table(nonlinearity: str, param: object) -> float:
             )
         else:
             slope = cast(float, param)  # any numbers.Real, kept as given (e.g. float32)
-
         return math.sqrt(2.0 / (1 + slope**2))
     return 1.0
 
@@ -399,7 +397,6 @@ def sparse_(
                     cols, rows, rows - num_zeros if flip else num_zeros, generator, tensor.device
                 )
             ).to(tensor.device)
-
             columns = tensor.t()
             if flip:
                 kept = columns.gather(1, picked)

@@ -46,7 +46,6 @@ def _recommend(a: Activation) -> Recommendation:
         slope = a.param
         assert slope is not None, "resolve() gives leaky_relu its slope"
         return Recommendation(
-
             "kaiming_normal",
             "fan_in",
             2.0 / (1.0 + slope * slope),

@@ -322,7 +322,6 @@ def _deepnet(facts: ModelFacts, layer: Layer, name: str) -> Any:
 def _critical_weight(layer: Layer, act: Activation, name: str) -> Choice | None:
     """``layer`` in a deep plain stack of ``act`` (:func:`deep_plain`) at the critical point."""
     cp, slope_at_one = critical(act)
-
     if cp is None:
         return None
     rec = theory.recommend(act)

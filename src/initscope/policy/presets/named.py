@@ -138,7 +138,6 @@ def fixup(facts: ModelFacts, layer: Layer, name: str) -> Any:
     act = layer.activation
     param = act.param if act is not None and act.name == "leaky_relu" else None
     slope = 0.0 if param is None else param  # resolve() gives leaky_relu its slope
-
     return choice(
         layer,
         name,

@@ -228,8 +228,7 @@ def _root_figure(axis: Axes) -> Figure:
     return fig
 
 
-MIN_LOG2_SPAN = 4.0
-  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
+MIN_LOG2_SPAN = 4.0  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
 
 
 def _log2_axis(axis: Axes) -> None:
