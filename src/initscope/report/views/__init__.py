@@ -222,10 +222,10 @@ def plot_reports(
 
 def _root_figure(axis: Axes) -> Figure:
     """The top-level figure of ``axis`` (the one that saves; a subfigure cannot)."""
-    fig = axis.get_figure(root=True)
-    if fig is None:
-        raise ValueError("ax: the Axes belongs to no figure")
-    return fig
+    from matplotlib.figure import SubFigure
+
+    fig = axis.figure
+    return fig.figure if isinstance(fig, SubFigure) else fig
 
 
 MIN_LOG2_SPAN = 4.0  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
