@@ -1,9 +1,8 @@
 """Fixtures shared by the test modules.
 
-- ``gen(seed=0)``: a fresh CPU ``torch.Generator`` seeded with ``seed``.
-- ``mlp(depth, width, act, ...)``: a plain MLP, ``depth`` x (Linear, activation), built from
-  torch's default init after ``torch.manual_seed(seed)``, so that the same call gives the same
-  weights in every test.
+- ``gen(seed=0)``, ``mlp(depth, width, act, ...)``: :func:`helpers.gen` and
+  :func:`helpers.mlp` (a seeded generator; a plain MLP with reproducible weights). Module-level
+  code imports them instead: ``from helpers import gen, mlp``.
 - ``model_state(model)`` / ``assert_same_state(model, before)``: a bit-for-bit record of what
   "change nothing" promises (parameters, every buffer including non-persistent ones, grads,
   requires_grad, train/eval modes, torch's global RNG) and the check against it.
@@ -19,33 +18,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn as nn
-
-
-def make_generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def make_mlp(
-    depth: int = 6,
-    width: int = 32,
-    act: type[nn.Module] | None = nn.ReLU,
-    *,
-    d_in: int | None = None,
-    d_out: int | None = None,
-    seed: int = 0,
-) -> nn.Sequential:
-    """``depth`` x (Linear, ``act()``); ``d_in``/``d_out`` change the first layer's input and
-    the last layer's output width; ``d_out`` also drops the last activation (a linear head)."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        last = i == depth - 1
-        n_in = d_in if (i == 0 and d_in is not None) else width
-        n_out = d_out if (last and d_out is not None) else width
-        layers.append(nn.Linear(n_in, n_out))
-        if act is not None and not (last and d_out is not None):
-            layers.append(act())
-    return nn.Sequential(*layers)
+from helpers import gen as make_generator
+from helpers import mlp as make_mlp
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = textwrap.dedent(
     """
+    import torch
     import torch.nn as nn
 
     def make(depth=12, width=64):
@@ -29,6 +30,21 @@ MODELS = textwrap.dedent(
 
     def tokens():
         return nn.Sequential(nn.Embedding(30, 16), nn.Linear(16, 30))
+
+    class Conv1D(nn.Module):  # Hugging Face's layout: weight (in, out), x @ W + b
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(n_in, n_out))
+            self.bias = nn.Parameter(torch.randn(n_out))
+
+        def forward(self, x):
+            return x @ self.weight + self.bias
+
+    def hf_style():
+        return nn.Sequential(Conv1D(8, 8), nn.Tanh(), Conv1D(8, 8))
+
+    def norm_only():
+        return nn.Sequential(nn.LayerNorm(8), nn.Tanh())
     """
 )
 
@@ -123,6 +139,22 @@ def test_init_policy_preset_then_diagnose(models, capsys):
     code, _, err = run(capsys, f"{models}:make", "--input-shape", "8,64", "--init", "auto",
                        "--init-arg", "val=1")  # fmt: skip
     assert code == 2 and "takes no arguments" in err
+
+
+def test_init_scheme_draws_the_layers_the_graph_calls_linear(models, capsys):
+    code, out, err = run(
+        capsys, f"{models}:hf_style", "--input-shape", "4,8", "--init", "constant",
+        "--init-arg", "val=0.5", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [row for row in json.loads(out)["layers"] if row["kind"] == "weight"]
+    assert len(rows) == 2
+    assert all(row["weight_std"] == 0 for row in rows)  # drawn, not left random
+    code, out, err = run(
+        capsys, f"{models}:norm_only", "--input-shape", "4,8", "--init", "kaiming_normal"
+    )
+    assert code == 2 and out == ""
+    assert "--init kaiming_normal: the model has no Linear, Conv* or ConvTranspose* layer" in err
 
 
 def test_unknown_init_lists_valid_names(models, capsys):

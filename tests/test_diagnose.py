@@ -8,23 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import gen, mlp
 
 from initscope import diagnose, theory
 from initscope.report import Report
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def mlp(
-    depth: int, width: int, act: type[nn.Module] = nn.ReLU, seed: int = 0, d_in: int | None = None
-) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        layers += [nn.Linear(d_in if (i == 0 and d_in) else width, width), act()]
-    return nn.Sequential(*layers)
 
 
 def he_init(model: nn.Module, seed: int = 1) -> nn.Module:

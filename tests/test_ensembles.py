@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import gen
 
 import initscope
 from initscope.ensembles import Ensemble, diversity, draw_member, ensemble, loss_barrier
@@ -26,10 +27,6 @@ def mlp(d_in: int = 6, width: int = 32, d_out: int = 1) -> nn.Sequential:
         nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
         nn.Linear(width, d_out),
     )  # fmt: skip
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def state(m: nn.Module) -> dict[str, torch.Tensor]:

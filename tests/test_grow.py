@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import gen
 from torch import nn
 
 import initscope
@@ -22,10 +23,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -387,8 +384,9 @@ def test_widen_hugging_face_mlps():
         )
     )  # fmt: skip
     gpt2 = transformers.GPT2Model(
-        transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100,
-                                bos_token_id=0, eos_token_id=0)  # fmt: skip
+        transformers.GPT2Config(
+            n_embd=32, n_layer=2, n_head=4, vocab_size=100, bos_token_id=0, eos_token_id=0
+        )  # fmt: skip
     )
     x = {"input_ids": torch.randint(0, 100, (2, 9), generator=gen(1))}
     for model, path, width in (
@@ -435,8 +433,13 @@ def test_shrink_perturb_statistics_and_frozen():
 
 
 @pytest.mark.parametrize(
-    "shrink, noise, error", [(-0.1, 0.1, ValueError), (0.5, float("inf"), ValueError),
-                             ("a", 0.1, TypeError), (0.5, True, TypeError)]  # fmt: skip
+    "shrink, noise, error",
+    [
+        (-0.1, 0.1, ValueError),
+        (0.5, float("inf"), ValueError),
+        ("a", 0.1, TypeError),
+        (0.5, True, TypeError),
+    ],  # fmt: skip
 )
 def test_shrink_perturb_bad_input(shrink, noise, error):
     model = randomize_(mlp())

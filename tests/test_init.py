@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import gen
 from scipy import stats
 from torch import nn
 
@@ -22,10 +23,6 @@ EXTRA_PARAMS = {"calculate_gain": ["exact"]}
 FAN_BASED = ["xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
 SHAPES = [(7, 5), (64, 32), (16, 8, 5), (32, 16, 3, 3), (8, 4, 3, 2, 2)]
 N = 10**6
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def same_draw(ours, theirs, shape, dtype=torch.float32, seed=0):

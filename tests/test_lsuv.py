@@ -11,6 +11,7 @@ import tempfile
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import gen, mlp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,17 +28,8 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=gen(seed))
-
-
-def mlp(depth: int = 6, width: int = 32, seed: int = 0, act: type[nn.Module] = nn.ReLU):
-    torch.manual_seed(seed)
-    return nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(width, width), act())])
 
 
 def output_stats(model: nn.Module, *args, per_channel: bool = False, **kwargs):

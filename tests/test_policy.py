@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import gen
 from torch import nn
 
 import initscope
@@ -31,10 +32,6 @@ def _examples():
 
 
 M = _examples()
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def mlp(act: type[nn.Module], depth: int, width: int = 32, out: int | None = None) -> nn.Sequential:

@@ -245,6 +245,16 @@ def test_plot_into_given_axes(report):
     assert [len(a.lines) for a in pair] == [2, 2]
 
 
+def test_plot_into_a_subfigure_saves_its_figure(report, tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subfigures(1, 2)[0].subplots()
+    assert report.plot(tmp_path / "s.png", ax=ax) is fig  # a subfigure cannot save
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(ax.lines) == 4
+
+
 def test_compare_puts_reports_on_one_figure(report, tmp_path):
     other = judged(chain(3, out=lambda i: 2.0**-i))
     fig = compare([report, other], labels=["real", "synthetic"], path=tmp_path / "c.png")

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import gen
 from torch import nn
 from torch.nn.utils import parametrizations
 from torch.overrides import TorchFunctionMode
@@ -16,10 +17,6 @@ from initscope.policy import choice
 from initscope.policy._choice import Choice
 
 NAN, INF = math.nan, math.inf
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 # (function, positional args after the tensor, kwargs, exception, message naming the argument)

@@ -11,16 +11,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import gen, mlp
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 import initscope
 from initscope._torch import Batch, removing, state_guard
 from initscope.calibration import lsuv
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def state(model: nn.Module) -> dict:
@@ -56,9 +53,9 @@ def assert_same(model: nn.Module, before: dict) -> None:
         assert not m._forward_hooks and not m._forward_pre_hooks
 
 
-def mlp() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+def small() -> nn.Sequential:
+    """Linear(16, 32), ReLU, Linear(32, 4) with the weights of ``torch.manual_seed(0)``."""
+    return mlp(2, 32, d_in=16, d_out=4)
 
 
 # ----------------------------------------------------------------------------- the helpers
@@ -102,7 +99,7 @@ def test_guard_restores_everything_and_keeps_only_the_declared_writes() -> None:
 
 
 def test_removing_removes_hooks_when_the_forward_raises() -> None:
-    model = mlp()
+    model = small()
     with pytest.raises(ValueError, match="stop"), removing() as handles:
         handles.append(model[0].register_forward_hook(lambda *a: None))
         raise ValueError("stop")
@@ -140,7 +137,7 @@ def _inf_batch() -> torch.Tensor:
     ids=["nan", "inf", "empty", "unbatched", "unbatched-shape", "nan-loss"],
 )
 def test_diagnose_rejects_bad_batches_and_changes_nothing(kwargs, match) -> None:
-    model = mlp().train()
+    model = small().train()
     before = state(model)
     with pytest.raises(ValueError, match=match):
         initscope.diagnose(model, generator=gen(), **kwargs)
@@ -311,7 +308,7 @@ def test_lsuv_on_tied_weights_reports_only_what_holds() -> None:
 
 
 def test_cross_entropy_loss_fn_still_runs_under_the_guard() -> None:
-    model = mlp()
+    model = small()
     before = state(model)
     x, y = torch.randn(16, 16, generator=gen(1)), torch.randint(0, 4, (16,), generator=gen(2))
     report = initscope.diagnose(model, x, loss_fn=F.cross_entropy, target=y)

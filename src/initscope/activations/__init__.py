@@ -18,7 +18,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -375,6 +375,17 @@ def resolve(act: str | nn.Module | Callable | Activation, param: float | None = 
     )
 
 
+# The activations in torch's gain table that take no parameter, as torch spells them.
+_TorchTableName = Literal["linear", "sigmoid", "tanh", "relu", "selu"]
+_TORCH_TABLE: dict[str, _TorchTableName] = {
+    "linear": "linear",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "selu": "selu",
+}
+
+
 def torch_gain(
     act: str | nn.Module | Callable | Activation, param: float | None = None
 ) -> float | None:
@@ -384,8 +395,8 @@ def torch_gain(
     leaky_relu sqrt(2 / (1 + slope^2)), selu 3/4.
     """
     a = resolve(act, param)
-    if a.name in ("linear", "sigmoid", "tanh", "relu", "selu"):
-        return float(torch.nn.init.calculate_gain(a.name))
+    if a.name in _TORCH_TABLE:
+        return float(torch.nn.init.calculate_gain(_TORCH_TABLE[a.name]))
     if a.name == "leaky_relu":
         return float(torch.nn.init.calculate_gain("leaky_relu", a.param))
     return None

@@ -91,7 +91,7 @@ class _Pass:
         self.ran.add(id(module))
         if rec.reason:
             return
-        if self.opts.skip_zero_init and not bool(H.scaled_weight(module).any()):
+        if self.opts.skip_zero_init and not bool(self._weight(module).any()):
             rec.zero = True
             return
         if self.opts.orthogonal:
@@ -102,7 +102,8 @@ class _Pass:
     def _tie(self, module: nn.Module, rec: _Record) -> str:
         """Why a tied layer is left as is (a holder of its tensors ran before it), else ''."""
         inner = {id(m) for m in module.modules()}
-        earlier, later = [], []
+        earlier: list[str] = []
+        later: list[str] = []
         for t in H.written(module):
             for path, holder in self.holders.get(id(t), []):
                 if id(holder) in inner:
@@ -141,12 +142,13 @@ class _Pass:
     def _outcome(self, st: H.Stats, center: bool) -> Outcome | None:
         """``"dead"`` (nothing to scale), ``"converged"`` (within tol), or None (rescale)."""
         target, tol, eps = self.opts.target_std, self.opts.tol, self.opts.dead_below
-        if st.channel_std is not None:
-            live = st.channel_std > eps
+        channel_std, channel_mean = st.channel_std, st.channel_mean
+        if channel_std is not None and channel_mean is not None:
+            live = channel_std > eps
             if not bool(live.any()):
                 return "dead"
-            std_ok = bool(((st.channel_std - target).abs()[live] <= tol).all())
-            mean_ok = bool((st.channel_mean.abs() <= tol).all())
+            std_ok = bool(((channel_std - target).abs()[live] <= tol).all())
+            mean_ok = bool((channel_mean.abs() <= tol).all())
         else:
             if st.std <= eps:
                 return "dead"
@@ -157,19 +159,28 @@ class _Pass:
     def _rescale(self, module: nn.Module, rec: _Record, st: H.Stats, center: bool) -> torch.Tensor:
         """One step ``W <- s W`` (``b <- s (b - mean)`` with ``center``), ``s = target / std``,
         per channel with ``per_channel`` (dead channels keep ``s = 1``); returns ``log s``."""
-        weight, bias = H.scaled_weight(module), H.scaled_bias(module)
+        weight = self._weight(module)
+        bias = H.scaled_bias(module) if center else None  # center: the layer has a bias
         target, eps = self.opts.target_std, self.opts.dead_below
-        if st.channel_std is not None:
-            s = torch.where(st.channel_std > eps, target / st.channel_std.clamp_min(eps), 1.0)
+        channel_std, channel_mean = st.channel_std, st.channel_mean
+        if channel_std is not None and channel_mean is not None:
+            s = torch.where(channel_std > eps, target / channel_std.clamp_min(eps), 1.0)
             H.scale_channels(module, weight, s, rec.path)
-            if center:  # y' = s (y - m): W' = s W, b' = s (b - m)
-                bias.sub_(st.channel_mean.to(bias)).mul_(s.to(bias))
+            if bias is not None:  # y' = s (y - m): W' = s W, b' = s (b - m)
+                bias.sub_(channel_mean.to(bias)).mul_(s.to(bias))
             return s.log()
-        s = target / st.std
-        weight.mul_(s)
-        if center:
-            bias.sub_(st.mean).mul_(s)
-        return torch.tensor(math.log(s), dtype=torch.float64)
+        factor = target / st.std
+        weight.mul_(factor)
+        if bias is not None:
+            bias.sub_(st.mean).mul_(factor)
+        return torch.tensor(math.log(factor), dtype=torch.float64)
+
+    @staticmethod
+    def _weight(module: nn.Module) -> torch.Tensor:
+        weight = H.scaled_weight(module)
+        if weight is None:  # unreachable: select_layers keeps only layers with a weight
+            raise RuntimeError(f"lsuv: {type(module).__name__} has no weight to scale")
+        return weight
 
     def _rerun(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
         self.rerunning = True
@@ -274,16 +285,17 @@ def _hooked(p: _Pass) -> Iterator[None]:
 def _eval_mode_no_fastpath(model: nn.Module) -> Iterator[None]:
     """Eval mode for every submodule (the state guard restores the modes); attention fast paths
     off (they skip submodule calls, so hooks would not fire)."""
-    mha = hasattr(torch.backends, "mha")
-    fastpath = torch.backends.mha.get_fastpath_enabled() if mha else None
+    if not hasattr(torch.backends, "mha"):  # no fast-path switch in this torch
+        model.eval()
+        yield
+        return
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         model.eval()
-        if mha:
-            torch.backends.mha.set_fastpath_enabled(False)
+        torch.backends.mha.set_fastpath_enabled(False)
         yield
     finally:
-        if mha:
-            torch.backends.mha.set_fastpath_enabled(fastpath)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _check_args(

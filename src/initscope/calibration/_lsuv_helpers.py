@@ -8,7 +8,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import torch
 import torch.distributed as dist
@@ -147,6 +147,18 @@ def written(module: nn.Module) -> list[torch.Tensor]:
     return out
 
 
+def _of_type(t: type[nn.Module]) -> Callable[[str, nn.Module], bool]:
+    return lambda path, m: isinstance(m, t)
+
+
+def _on_path(glob: str) -> Callable[[str, nn.Module], bool]:
+    return lambda path, m: fnmatch.fnmatchcase(path, glob)
+
+
+def _as_bool(f: Callable[[str, nn.Module], object]) -> Callable[[str, nn.Module], bool]:
+    return lambda path, m: bool(f(path, m))
+
+
 def _matcher(spec: LayerSpec | None) -> Callable[[str, nn.Module], bool]:
     if spec is None:
         return lambda path, m: layer_kind(m) in DEFAULT_KINDS
@@ -154,11 +166,11 @@ def _matcher(spec: LayerSpec | None) -> Callable[[str, nn.Module], bool]:
     preds: list[Callable[[str, nn.Module], bool]] = []
     for item in items:
         if isinstance(item, type) and issubclass(item, nn.Module):
-            preds.append(lambda path, m, t=item: isinstance(m, t))
+            preds.append(_of_type(item))
         elif isinstance(item, str):
-            preds.append(lambda path, m, g=item: fnmatch.fnmatchcase(path, g))
+            preds.append(_on_path(item))
         elif callable(item) and not isinstance(item, type):
-            preds.append(lambda path, m, f=item: bool(f(path, m)))
+            preds.append(_as_bool(item))
         else:
             raise TypeError(
                 "layers: expected None, an nn.Module subclass, a glob on module paths, a "
@@ -196,7 +208,8 @@ def channel_dim(module: nn.Module, y: torch.Tensor) -> int:
     """The output's channel axis: 1 for batched conv/norm outputs, the last axis otherwise."""
     kind = layer_kind(module)
     if kind in ("conv", "conv_transpose"):
-        return 1 if y.dim() == len(module.kernel_size) + 2 else 0
+        # a conv (by type or by behaviour) has torch's conv attributes
+        return 1 if y.dim() == len(cast(tuple[int, ...], module.kernel_size)) + 2 else 0
     if norm_kind(module) in ("batch_norm", "instance_norm", "group_norm"):
         return 1 if y.dim() > 1 else 0
     return y.dim() - 1
@@ -206,7 +219,7 @@ def scale_channels(module: nn.Module, w: torch.Tensor, s: torch.Tensor, path: st
     """``w *= s`` per output channel (ConvTranspose stores (in, out / groups, *k))."""
     s = s.to(device=w.device, dtype=w.dtype)
     if layer_kind(module) == "conv_transpose":
-        g = module.groups
+        g = cast(int, module.groups)
         view = w.view(g, w.shape[0] // g, *w.shape[1:])
         view.mul_(s.view(g, 1, -1, *([1] * (w.dim() - 2))))
         return
@@ -235,7 +248,7 @@ def orthogonalize(module: nn.Module, generator: torch.Generator | None) -> list[
     w = scaled_weight(module)
     if w is None or w.dim() < 2:
         return []
-    groups = module.groups if layer_kind(module) in ("conv", "conv_transpose") else 1
+    groups = cast(int, module.groups) if layer_kind(module) in ("conv", "conv_transpose") else 1
     for t in w.chunk(groups, dim=0):
         orthogonal_(t, generator=generator)
     return [w]

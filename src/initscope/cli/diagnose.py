@@ -17,15 +17,8 @@ import torch.nn as nn
 
 from initscope.cli._common import CLIError, build_model, check_output, parse_shape, user_code
 
-_INIT_TARGETS = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+# The layers ``--init SCHEME`` draws, in initscope.graph's taxonomy.
+_INIT_KINDS = frozenset({"linear", "conv", "conv_transpose"})
 
 
 def register(subparsers: Any) -> None:
@@ -227,10 +220,23 @@ def _initialize(
     kwargs = _scheme_kwargs(name, scheme, init_args)
     if "generator" in inspect.signature(scheme).parameters:
         kwargs["generator"] = generator
-    targets = [m for m in model.modules() if isinstance(m, _INIT_TARGETS)]
+    targets = _init_targets(model)
     if not targets:
         raise CLIError(f"--init {name}: the model has no Linear, Conv* or ConvTranspose* layer")
-    for module in targets:
-        scheme(module.weight, **kwargs)
-        if module.bias is not None:
-            zeros_(module.bias)
+    for weight, bias in targets:
+        scheme(weight, **kwargs)
+        if bias is not None:
+            zeros_(bias)
+
+
+def _init_targets(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``(weight, bias)`` of every linear, conv and conv-transpose layer that has a weight."""
+    from initscope.graph import layer_kind
+
+    targets = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and layer_kind(module) in _INIT_KINDS:
+            bias = getattr(module, "bias", None)
+            targets.append((weight, bias if isinstance(bias, torch.Tensor) else None))
+    return targets

@@ -205,8 +205,8 @@ class Collector:
         if spec.kind != "activation":
             self._units_from_end = y.ndim - unit
         if spec.saturation is not None:
-            low, high = spec.saturation
-            call.stats.saturated = ((yf <= low) | (yf >= high)).float().mean()
+            floor, ceiling = spec.saturation
+            call.stats.saturated = ((yf <= floor) | (yf >= ceiling)).float().mean()
         if spec.kind in ("weight", "activation", "attention", "recurrent") and yf.ndim >= 2:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)

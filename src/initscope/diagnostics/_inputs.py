@@ -167,9 +167,17 @@ def synthetic_input(
             first = found.module
         except Exception:  # the real pass reports it, with the shape the model wanted
             first = None
-    if first is not None and layer_kind(first) == "embedding" and hasattr(first, "num_embeddings"):
-        return _draw(shape, generator, param.device, dtype, high=first.num_embeddings)
+    if first is not None and layer_kind(first) == "embedding":
+        n_embeddings = _int_attr(first, "num_embeddings")
+        if n_embeddings is not None:
+            return _draw(shape, generator, param.device, dtype, high=n_embeddings)
     return _draw(shape, generator, param.device, dtype)
+
+
+def _int_attr(module: nn.Module, name: str) -> int | None:
+    """``module.name`` where it is an integer (``num_embeddings``, ``in_channels``), else None."""
+    value = getattr(module, name, None)
+    return value if isinstance(value, int) else None
 
 
 def forward(model: nn.Module, batch: Batch, collector: Collector) -> Any:
@@ -203,27 +211,31 @@ def _expected_input(spec: Spec, shape: tuple[int, ...] | None) -> str | None:
     """What the module wants when ``shape`` does not fit it, else None (the error is elsewhere)."""
     module = spec.module
     if spec.layer == "embedding" and hasattr(module, "num_embeddings"):
-        n = module.num_embeddings
-        return f"integer indices in [0, {n}) (num_embeddings={n})"
+        count = module.num_embeddings
+        return f"integer indices in [0, {count}) (num_embeddings={count})"
     if shape is None:
         return None
     if isinstance(module, nn.Linear) and (not shape or shape[-1] != module.in_features):
         return f"shape (*, {module.in_features}) (in_features={module.in_features})"
     if isinstance(module, nn.Bilinear) and (not shape or shape[-1] != module.in1_features):
         return f"shape (*, {module.in1_features}) (in1_features={module.in1_features})"
-    if spec.spatial and hasattr(module, "in_channels"):
+    in_channels = _int_attr(module, "in_channels")
+    if spec.spatial and in_channels is not None:
         n = spec.spatial
-        if len(shape) not in (n + 1, n + 2) or shape[-n - 1] != module.in_channels:
+        if len(shape) not in (n + 1, n + 2) or shape[-n - 1] != in_channels:
             spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n, "*")
-            return f"shape (N, {module.in_channels}, {spatial}) (in_channels={module.in_channels})"
+            return f"shape (N, {in_channels}, {spatial}) (in_channels={in_channels})"
         return None
     if spec.layer == "norm":
+        num_features = _int_attr(module, "num_features")
+        normalized_shape = getattr(module, "normalized_shape", None)
+        want: tuple[int, ...]
         if isinstance(module, nn.GroupNorm):
             want, where = (module.num_channels,), "channels"
-        elif hasattr(module, "num_features"):
-            want, where = (module.num_features,), "channels"
-        elif hasattr(module, "normalized_shape"):
-            want, where = tuple(module.normalized_shape), "trailing"
+        elif num_features is not None:
+            want, where = (num_features,), "channels"
+        elif isinstance(normalized_shape, Sequence):
+            want, where = tuple(normalized_shape), "trailing"
         else:
             return None
         if where == "channels" and (len(shape) < 2 or shape[1] != want[0]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn as nn
@@ -71,8 +71,8 @@ def _nan(x: float | None) -> float:
     return math.nan if x is None else x
 
 
-def _usable(*xs: float | None) -> bool:
-    return all(x is not None and math.isfinite(x) for x in xs)
+def _usable(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x)
 
 
 def _act_moments(spec: Spec, mean: float, std: float) -> Moments | None:
@@ -91,13 +91,13 @@ def _bias_var(mod: ModuleStats) -> float:
 def _predicted(spec: Spec, fan: Fans | None, c: _Host, mod: ModuleStats) -> float | None:
     in_mean, in_std, w_std = c.in_mean, c.in_std, mod.weight.std()
     if spec.kind == "weight" and spec.layer != "bilinear":
-        if fan is None or not _usable(in_mean, in_std, w_std):
+        if fan is None or not (_usable(in_mean) and _usable(in_std) and _usable(w_std)):
             return None
         fan_in = fan.fan_in / (_strides(spec) if spec.layer == "conv_transpose" else 1)
         return math.sqrt(fan_in * w_std**2 * (in_mean**2 + in_std**2) + _bias_var(mod))
     if spec.kind == "embedding":
         return w_std
-    if spec.kind == "activation" and _usable(in_mean, in_std):
+    if spec.kind == "activation" and _usable(in_mean) and _usable(in_std):
         if in_std == 0:
             return 0.0
         m = _act_moments(spec, in_mean, in_std)
@@ -131,9 +131,10 @@ def _predicted_grad(
         if not (_same(c.in_mean, prev.out_mean) and _same(c.in_std, prev.out_std)):
             return None
         if spec.kind == "activation":
-            if not _usable(c.in_mean, c.in_std) or c.in_std == 0:
+            in_mean, in_std = c.in_mean, c.in_std
+            if not (_usable(in_mean) and _usable(in_std)) or in_std == 0:
                 return None
-            m = _act_moments(spec, c.in_mean, c.in_std)
+            m = _act_moments(spec, in_mean, in_std)
             if m is None:
                 return None
             factor *= m.deriv_second
@@ -142,7 +143,7 @@ def _predicted_grad(
         if spec.kind != "weight" or spec.layer == "bilinear":
             return None
         fan, w_std, grad = fans[id(spec.module)], modules[id(spec.module)].weight.std(), c.grad_std
-        if fan is None or not _usable(w_std, grad):
+        if fan is None or not (_usable(w_std) and _usable(grad)):
             return None
         fan_out = fan.fan_out / (_strides(spec) if spec.layer != "conv_transpose" else 1)
         return grad * math.sqrt(fan_out * w_std**2 * factor)

@@ -8,7 +8,7 @@ The result is a :class:`initscope.report.Report`; its module docstring states th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -158,7 +158,7 @@ def _weights(spec: Spec) -> list[torch.Tensor]:
 
 
 def _module_stats(
-    spec: Spec, grad_of: dict[int, torch.Tensor | None], collector: Collector
+    spec: Spec, grad_of: Mapping[int, torch.Tensor | None], collector: Collector
 ) -> ModuleStats:
     """The module's raw statistics as device tensors."""
     stats = ModuleStats()

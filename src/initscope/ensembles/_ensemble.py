@@ -62,6 +62,8 @@ class Ensemble(nn.Module):
             when built from models).
     """
 
+    _template: nn.Module  # set through __dict__: not a registered submodule
+
     def __init__(self, members: Sequence[nn.Module], *, vectorize: bool = True) -> None:
         if isinstance(members, nn.Module) or not isinstance(members, Sequence):
             raise TypeError("members: expected a list of nn.Module")
@@ -130,8 +132,8 @@ class Ensemble(nn.Module):
         with torch.no_grad():
             for name, t in m.named_parameters():
                 t.copy_(getattr(self, _key(name))[k])
-            for name, t in m.named_buffers():
-                t.copy_(getattr(self, _key(name))[k])
+            for name, b in m.named_buffers():
+                b.copy_(getattr(self, _key(name))[k])
         return m.train(self.training)
 
     def members(self) -> list[nn.Module]:

@@ -201,9 +201,9 @@ class Diversity:
                 f"over {len(b.pairs)} pair(s)"
             )
         if self.coverage is not None:
-            v = self.coverage
+            cov = self.coverage
             lines.append(
-                f"  {v.level:.0%} interval coverage {v.coverage:.3f} (mean width "
-                f"{v.mean_width:.4g}, {v.n} values)"
+                f"  {cov.level:.0%} interval coverage {cov.coverage:.3f} (mean width "
+                f"{cov.mean_width:.4g}, {cov.n} values)"
             )
         return "\n".join(lines)

@@ -58,13 +58,13 @@ class Members:
         if self.ensemble is not None:
             out = self.ensemble(*args)
         else:
-            out = torch.stack([first_tensor(m(*args), "a member's output") for m in self._modules])  # type: ignore[union-attr]
+            out = torch.stack([first_tensor(m(*args), "a member's output") for m in self.modules()])
         return first_tensor(out, "the members' output")
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
         """Eval mode, no grad, forked global RNG; every module's mode restored on exit."""
-        owners: list[nn.Module] = [self.ensemble] if self.ensemble is not None else self._modules  # type: ignore[list-item]
+        owners: list[nn.Module] = [self.ensemble] if self.ensemble is not None else self.modules()
         modes = [(m, m.training) for o in owners for m in o.modules()]
         try:
             for o in owners:

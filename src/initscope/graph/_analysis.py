@@ -153,8 +153,17 @@ def layer_kind(module: nn.Module) -> LayerKind:
     known = _torch_kind(module)
     if known != "other" or not _probe(module):
         return known
-    found = behaviour(module).kind
-    return found if found in ("linear", "conv", "conv_transpose", "norm", "scale") else "other"
+    return _BEHAVIOUR_KINDS.get(behaviour(module).kind, "other")
+
+
+# The layer kinds behaviour can tell (Behaviour.kind is a plain string).
+_BEHAVIOUR_KINDS: dict[str, LayerKind] = {
+    "linear": "linear",
+    "conv": "conv",
+    "conv_transpose": "conv_transpose",
+    "norm": "norm",
+    "scale": "scale",
+}
 
 
 def _probe(module: nn.Module) -> bool:
@@ -237,7 +246,7 @@ class _Graph:
 
     def _category(self, n: gb.Node) -> str:
         if n.op == "module":
-            m = n.module
+            m = n.leaf
             if norm_kind(m) is not None:
                 return "norm"
             if isinstance(m, _SHAPE_MODULES):
@@ -272,9 +281,10 @@ class _Graph:
     @staticmethod
     def activation(n: gb.Node) -> Activation | None:
         if n.op == "module":
-            act = from_module(n.module)
-            if act is None and not own_params(n.module) and next(n.module.children(), None) is None:
-                act = behaviour(n.module).activation
+            m = n.leaf
+            act = from_module(m)
+            if act is None and not own_params(m) and next(m.children(), None) is None:
+                act = behaviour(m).activation
             return act
         return from_function(n.fn, n.args, n.kwargs)
 
@@ -356,7 +366,7 @@ def _follow_output(g: _Graph, i: int, facts: _Facts) -> None:
         elif cat == "norm" and facts.norm is None:
             node = g.nodes[u]
             if node.op == "module":
-                facts.norm = norm_kind(node.module)
+                facts.norm = norm_kind(node.leaf)
                 facts.norm_path = node.name
             else:
                 facts.norm = _NORM_FUNCS[node.name]
@@ -507,7 +517,7 @@ def analyze(model: nn.Module, nodes: list[gb.Node]) -> list[Record]:
         if (
             n.op == "module"
             and g.cat[n.index] in ("weight", "norm", "act", "scale")
-            and own_params(n.module)
+            and own_params(n.leaf)
         ):
             key = id(n.module)
             calls[key] = calls.get(key, 0) + 1
@@ -660,7 +670,7 @@ def _embedding_groups(
 ) -> dict[int, dict[str, Any]]:
     """Per embedding node: the constant factor on its output, the embeddings summed with it,
     and the normalization after the sum."""
-    emb = [i for i in facts if layer_kind(g.nodes[i].module) == "embedding"]
+    emb = [i for i in facts if layer_kind(g.nodes[i].leaf) == "embedding"]
     ends = {i: _chain(g, i) for i in emb}
     out: dict[int, dict[str, Any]] = {}
     for i in emb:
@@ -674,7 +684,7 @@ def _embedding_groups(
         if summed and len(users) == 1 and g.cat[users[0]] == "norm" and facts[i].norm is None:
             node = g.nodes[users[0]]
             if node.op == "module":
-                info.update(norm=norm_kind(node.module), norm_path=node.name)
+                info.update(norm=norm_kind(node.leaf), norm_path=node.name)
             else:
                 info.update(norm=_NORM_FUNCS[node.name])
         out[i] = info
@@ -703,7 +713,7 @@ def _param_info(
         if use is not None:
             found[n] = use
             module = g.nodes[partner].module if partner is not None else None
-            if module is not None:
+            if partner is not None and module is not None:
                 partners[n] = path_of.get(partner) or next(
                     (q for i, q in path_of.items() if g.nodes[i].module is module), ""
                 )
@@ -733,7 +743,7 @@ def _layers(
 
     records: list[tuple[nn.Module, str, dict[str, Any]]] = []
     for i, f in sorted(facts.items()):
-        m = g.nodes[i].module
+        m = g.nodes[i].leaf
         path = paths.get(id(m), g.nodes[i].name)
         info: dict[str, Any] = {fld.name: getattr(f, fld.name) for fld in fields(f)}
         info.update(kind=layer_kind(m), calls=calls[id(m)])
@@ -777,15 +787,16 @@ def _layers(
     for name, p in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(p), []).append(name)
     for m, path, info in records:
-        i = node_of.get(id(m))
+        at = node_of.get(id(m))
         info.update(_param_info(g, m, path, uses, path_of))
         info["param_aliases"] = {
             n: tuple(a for a in names.get(id(p), []) if a != (f"{path}.{n}" if path else n))
             for n, p in m.named_parameters(recurse=False)
         }
-        if i is not None and i in groups and info.get("kind") == "embedding":
-            info.update(groups[i])
+        if at is not None and at in groups and info.get("kind") == "embedding":
+            info.update(groups[at])
     for m, path, info in records:
+        branch = info.get("residual_branch")
         tied = sorted(
             {
                 o
@@ -798,6 +809,6 @@ def _layers(
             params=own_params(m),
             residual_depth=L,
             tied_to=tuple(tied),
-            branch_layers=branch_size.get(info.get("residual_branch"), 0),
+            branch_layers=0 if branch is None else branch_size.get(branch, 0),
         )
     return records

@@ -42,7 +42,7 @@ from initscope.init import Fans
 
 __all__ = ["Behaviour", "ParamUse", "behaviour"]
 
-Role = Literal["weight", "bias", "scale", "norm_weight", "norm_bias"]
+Role = Literal["weight", "bias", "scale", "norm_weight", "norm_bias", "token", "position"]
 Layout = Literal["out_in", "in_out", "conv", "conv_transpose", "einsum"]
 Category = Literal["weight", "norm", "scale", "act", "shape", "other"]
 
@@ -307,8 +307,8 @@ def _weight_use(op: _Op, pos: int | str, shape: tuple[int, ...]) -> ParamUse | N
         groups = groups if isinstance(groups, int) and groups > 0 else 1
         rf = math.prod(shape[2:])
         if name in _CONV_T_OPS:
-            f = Fans(shape[0] // groups * rf, shape[1] * rf, rf)
-            return ParamUse("weight", name, "conv_transpose", f)
+            t = Fans(shape[0] // groups * rf, shape[1] * rf, rf)
+            return ParamUse("weight", name, "conv_transpose", t)
         return ParamUse("weight", name, "conv", Fans(shape[1] * rf, shape[0] // groups * rf, rf))
     bias_kw = "bias" if name in ("linear", "bilinear") else "input"
     if name in _BIAS_POS and pos in (_BIAS_POS[name], bias_kw):

@@ -79,6 +79,13 @@ class Node:
     kwargs: dict = field(default_factory=dict)
     inputs: list[int] = field(default_factory=list)
 
+    @property
+    def leaf(self) -> nn.Module:
+        """The module an ``op == "module"`` node calls."""
+        if self.module is None:
+            raise ValueError(f"graph node {self.index} ({self.op} {self.name!r}) calls no module")
+        return self.module
+
 
 def is_leaf(module: nn.Module) -> bool:
     """A module recorded as one node: it has no children, or it is one of torch's fused layers."""

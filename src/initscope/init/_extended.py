@@ -4,6 +4,7 @@ the variance-corrected ``truncated_normal_``, and delta-orthogonal conv kernels.
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import torch
 from torch import Tensor
@@ -22,8 +23,8 @@ from initscope.init._sampling import (
 )
 from initscope.init._schemes import Distribution
 
-_DISTRIBUTIONS: tuple[str, ...] = Distribution.__args__
-_VARIANCE_MODES: tuple[str, ...] = FanMode.__args__
+_DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
+_VARIANCE_MODES: tuple[str, ...] = get_args(FanMode)
 
 
 @dispatch
@@ -144,7 +145,7 @@ def delta_orthogonal_(
     centre = tuple(k // 2 for k in tensor.shape[2:])
     with torch.no_grad():
         tensor.zero_()
-        tensor[(slice(None), slice(None), *centre)] = q
+        tensor[(slice(None), slice(None)) + centre] = q
     return tensor
 
 

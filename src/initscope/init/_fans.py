@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, cast, get_args
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ from torch.nn.utils.weight_norm import WeightNorm
 __all__ = ["Fans", "FanMode", "fans"]
 
 FanMode = Literal["fan_in", "fan_out", "fan_avg", "fan_geo_avg"]
-_FAN_MODES: tuple[str, ...] = FanMode.__args__
+_FAN_MODES: tuple[str, ...] = get_args(FanMode)
 _RNN_WEIGHT = re.compile(r"weight_(ih|hh)(_l\d+(_reverse)?)?")
 
 
@@ -153,7 +153,7 @@ def param_shape(module: nn.Module, attr: str) -> tuple[int, ...]:
     ``no_grad`` (so spectral norm's power iteration does not advance)."""
     if not parametrize.is_parametrized(module, attr):
         return tuple(getattr(module, attr).shape)
-    plist = module.parametrizations[attr]
+    plist = cast(nn.ModuleDict, module.parametrizations)[attr]
     modes = [(m, m.training) for m in plist.modules()]
     try:
         plist.train(False)

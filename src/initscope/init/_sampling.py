@@ -147,9 +147,9 @@ def random_subsets(
     size = int(1.1 * expected) + 16
     while todo.size:
         draws = torch.randint(population, (todo.size, size), generator=generator, device=device)
-        draws = draws.cpu().numpy()
+        drawn = draws.cpu().numpy()
         shift = size.bit_length()
-        keys = np.sort((draws << shift) | np.arange(size), axis=1)
+        keys = np.sort((drawn << shift) | np.arange(size), axis=1)
         first = np.ones(keys.shape, dtype=bool)
         np.not_equal(keys[:, 1:] >> shift, keys[:, :-1] >> shift, out=first[:, 1:])
         in_draw_order = np.empty_like(first)
@@ -157,7 +157,7 @@ def random_subsets(
         count = np.cumsum(in_draw_order, axis=1)
         done = count[:, -1] >= k
         keep = in_draw_order[done] & (count[done] <= k)
-        out[todo[done]] = draws[done][keep].reshape(-1, k)
+        out[todo[done]] = drawn[done][keep].reshape(-1, k)
         todo = todo[~done]
         size *= 2
     return out
@@ -312,7 +312,8 @@ def _inside_draws(k, like, mean, std, a, b, mass, generator, as_numpy=False):
     cand = torch.empty(size, dtype=like.dtype, device=like.device)
     cand.normal_(mean, std, generator=generator)
     if as_numpy:
-        cand = cand.numpy()
+        values = cand.numpy()
+        return values[(values >= a) & (values <= b)]
     return cand[(cand >= a) & (cand <= b)]
 
 

@@ -7,7 +7,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ TorchNonlinearity = Literal[
     "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
 ]  # fmt: skip
 Distribution = Literal["truncated_normal", "normal", "untruncated_normal", "uniform"]
-_TORCH_NONLINEARITIES: tuple[str, ...] = TorchNonlinearity.__args__
+_TORCH_NONLINEARITIES: tuple[str, ...] = get_args(TorchNonlinearity)
 _KAIMING_MODES = ("fan_in", "fan_out")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -94,7 +94,7 @@ def _torch_table(nonlinearity: str, param: object) -> float:
                 f"param (the negative_slope of leaky_relu) must be finite, got {param}"
             )
         else:
-            slope = param
+            slope = cast(float, param)  # any numbers.Real, kept as given (e.g. float32)
         return math.sqrt(2.0 / (1 + slope**2))
     return 1.0
 
@@ -218,7 +218,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     centre = tuple(s // 2 for s in sizes[2:])
     with torch.no_grad():
         tensor.zero_()
-        tensor[(rows, diagonal.repeat(groups), *centre)] = 1
+        tensor[(rows, diagonal.repeat(groups)) + centre] = 1
     return tensor
 
 
@@ -392,10 +392,11 @@ def sparse_(
         tensor.normal_(0, std, generator=generator)
         if num_zeros and cols:
             flip = num_zeros > rows // 2  # draw the smaller set: the non-zeros
-            picked = random_subsets(
-                cols, rows, rows - num_zeros if flip else num_zeros, generator, tensor.device
-            )
-            picked = torch.from_numpy(picked).to(tensor.device)
+            picked = torch.from_numpy(
+                random_subsets(
+                    cols, rows, rows - num_zeros if flip else num_zeros, generator, tensor.device
+                )
+            ).to(tensor.device)
             columns = tensor.t()
             if flip:
                 kept = columns.gather(1, picked)

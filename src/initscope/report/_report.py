@@ -203,10 +203,14 @@ class Report:
             backward_log2=backward_log2,
             forward_slope=forward_slope,
             backward_slope=backward_slope,
-            forward_gains=[None]
-            + [_ratio(b, a) for a, b in zip(raw_out, raw_out[1:], strict=False)],
-            backward_gains=[None]
-            + [_ratio(a, b) for a, b in zip(raw_grads, raw_grads[1:], strict=False)],
+            forward_gains=[
+                None,
+                *(_ratio(b, a) for a, b in zip(raw_out, raw_out[1:], strict=False)),
+            ],
+            backward_gains=[
+                None,
+                *(_ratio(a, b) for a, b in zip(raw_grads, raw_grads[1:], strict=False)),
+            ],
             meta=dict(meta),
         )
 

@@ -44,6 +44,7 @@ def _recommend(a: Activation) -> Recommendation:
         return Recommendation("kaiming_normal", "fan_in", 2.0, "Var = 2 / fan_in", "He et al. 2015")
     if a.name == "leaky_relu":
         slope = a.param
+        assert slope is not None, "resolve() gives leaky_relu its slope"
         return Recommendation(
             "kaiming_normal",
             "fan_in",

@@ -110,8 +110,9 @@ def _guided(facts: ModelFacts, layer: Layer, name: str, exact: bool) -> Any:
     if picked is not NOT_SHARED:
         return picked
     if bias_param(layer, name):
-        if exact and deep_plain(layer):
-            cp, _ = critical(layer.activation)
+        act = layer.activation
+        if exact and act is not None and deep_plain(layer):
+            cp, _ = critical(act)
             if cp is not None:
                 return choice(
                     layer,
@@ -128,8 +129,9 @@ def _guided(facts: ModelFacts, layer: Layer, name: str, exact: bool) -> Any:
         return None
     if layer.is_output:
         return _output(facts, layer, name, exact)
-    if exact and deep_plain(layer):
-        crit = _critical_weight(layer, name)
+    act = layer.activation
+    if exact and act is not None and deep_plain(layer):
+        crit = _critical_weight(layer, act, name)
         if crit is not None:
             return crit
         at_one = theory.critical_point(layer.activation, 1.0)
@@ -317,8 +319,8 @@ def _deepnet(facts: ModelFacts, layer: Layer, name: str) -> Any:
     )
 
 
-def _critical_weight(layer: Layer, name: str) -> Choice | None:
-    act = layer.activation
+def _critical_weight(layer: Layer, act: Activation, name: str) -> Choice | None:
+    """``layer`` in a deep plain stack of ``act`` (:func:`deep_plain`) at the critical point."""
     cp, slope_at_one = critical(act)
     if cp is None:
         return None

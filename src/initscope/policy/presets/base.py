@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import torch
 from torch import nn
 
 from initscope import theory
@@ -75,14 +76,15 @@ class ModelFacts:
         """Activation label -> the fixed point ``q*`` of the deep plain stacks it drives."""
         out: dict[str, float] = {}
         for layer in self.layers:
-            if deep_plain(layer):
-                cp, _ = critical(layer.activation)
+            act = layer.activation
+            if act is not None and deep_plain(layer):
+                cp, _ = critical(act)
                 if cp is not None:
-                    out[layer.activation.label()] = cp.q_star
+                    out[act.label()] = cp.q_star
         return out
 
 
-def describe(model: nn.Module, layers: list[Layer] | tuple[Layer, ...]) -> ModelFacts:
+def describe(model: nn.Module, layers: Sequence[Layer]) -> ModelFacts:
     """The :class:`ModelFacts` of ``model``."""
     layers = tuple(layers)
     return ModelFacts(
@@ -136,6 +138,17 @@ def bias_param(layer: Layer, name: str) -> bool:
     if layer.param_roles.get(name) == "bias":
         return True
     return layer.kind in MATRIX_KINDS and name in ("bias", "in_proj_bias")
+
+
+def weight_of(layer: Layer) -> torch.Tensor:
+    """The module's ``weight`` for the kinds that hold one (embedding, bilinear, conv, linear);
+    torch types a module attribute as ``Tensor | Module``."""
+    return cast(torch.Tensor, layer.module.weight)
+
+
+def hidden_size(layer: Layer) -> int:
+    """The hidden size of a ``recurrent`` layer (by type: ``nn.RNNBase``, ``nn.RNNCellBase``)."""
+    return cast(int, layer.module.hidden_size)
 
 
 def deep_plain(layer: Layer) -> bool:
@@ -303,7 +316,7 @@ def embedding_std(facts: ModelFacts, layer: Layer) -> tuple[float, str]:
     ``std = 1 / (|s| sqrt(d))`` starts the logits at unit variance. Otherwise, when the rows are
     multiplied by ``c`` (``sqrt(d)`` in several language models), ``std = 1 / |c|``; else 1: a
     looked-up row is the layer's output, unit variance like a standardized input."""
-    d = layer.module.weight.shape[1]
+    d = weight_of(layer).shape[1]
     head = tied_head(facts, layer)
     if head is not None:
         s = abs(head.input_scale) or 1.0
@@ -388,7 +401,7 @@ def recurrent(layer: Layer, name: str, ih: str, hh: str, forget_bias: bool) -> A
     if m is None:
         return None
     kind, which = m.group(1), m.group(2)
-    gates, hidden = _gate_count(layer.module), layer.module.hidden_size
+    gates, hidden = _gate_count(layer.module), hidden_size(layer)
     if kind == "bias":
         zero = choice(layer, name, "zeros", why="recurrent bias 0")
         if forget_bias and gates == 4 and which == "ih":
@@ -451,7 +464,7 @@ def matrix(layer: Layer, name: str, scheme: str, what: str) -> Choice:
             scheme,
             gain=g,
             why=f"orthogonal (Saxe et al. 2014), gain {num(g)}"
-            + (f" = exact forward gain of {act.label()}" if g != 1 else "")
+            + (f" = exact forward gain of {act.label()}" if act is not None and g != 1 else "")
             + f"; {what}",
         )
     return choice(layer, name, scheme, why=f"{_SOURCES[scheme]}; {what}")

@@ -136,7 +136,8 @@ def fixup(facts: ModelFacts, layer: Layer, name: str) -> Any:
     m, L = layer.branch_layers, max(facts.L, 1)
     factor = L ** (-1.0 / (2 * m - 2)) if m > 1 else 1.0
     act = layer.activation
-    slope = act.param if act is not None and act.name == "leaky_relu" else 0.0
+    param = act.param if act is not None and act.name == "leaky_relu" else None
+    slope = 0.0 if param is None else param  # resolve() gives leaky_relu its slope
     return choice(
         layer,
         name,

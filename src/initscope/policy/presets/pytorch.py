@@ -9,7 +9,14 @@ from torch import nn
 
 from initscope.graph import MATRIX_KINDS, Layer
 from initscope.policy._choice import Choice, choice
-from initscope.policy.presets.base import _MHA_WEIGHTS, ModelFacts, parent, prelu
+from initscope.policy.presets.base import (
+    _MHA_WEIGHTS,
+    ModelFacts,
+    hidden_size,
+    parent,
+    prelu,
+    weight_of,
+)
 
 __all__ = ["torch_preset"]
 
@@ -67,7 +74,7 @@ def _matrix(facts: ModelFacts, layer: Layer, name: str) -> Choice | None:
         return None
     if layer.attention_role == "out" and isinstance(parent(facts, layer), nn.MultiheadAttention):
         return choice(layer, name, "zeros", why="torch MultiheadAttention: out_proj bias 0")
-    weight = layer.module.weight
+    weight = weight_of(layer)
     fan_in = weight.shape[1] * math.prod(weight.shape[2:])
     return _uniform(
         layer,
@@ -80,7 +87,7 @@ def _matrix(facts: ModelFacts, layer: Layer, name: str) -> Choice | None:
 
 def torch_preset(facts: ModelFacts, layer: Layer, name: str) -> Any:
     """Preset ``"torch"``: each module's own ``reset_parameters``."""
-    m, kind = layer.module, layer.kind
+    kind = layer.kind
     if kind == "norm":
         value = "ones" if name == "weight" else "zeros"
         return choice(layer, name, value, why=f"torch {layer.type}.reset_parameters")
@@ -90,9 +97,9 @@ def torch_preset(facts: ModelFacts, layer: Layer, name: str) -> Any:
         return _uniform(
             layer,
             name,
-            1 / math.sqrt(m.hidden_size),
+            1 / math.sqrt(hidden_size(layer)),
             f"torch {layer.type}.reset_parameters: U(-1/sqrt(hidden), "
-            f"1/sqrt(hidden)), hidden = {m.hidden_size}",
+            f"1/sqrt(hidden)), hidden = {hidden_size(layer)}",
         )
     if kind == "activation":
         return prelu(layer, name)
@@ -102,7 +109,7 @@ def torch_preset(facts: ModelFacts, layer: Layer, name: str) -> Any:
         return _uniform(
             layer,
             name,
-            1 / math.sqrt(m.weight.shape[1]),
+            1 / math.sqrt(weight_of(layer).shape[1]),
             "torch Bilinear.reset_parameters: U(-1/sqrt(in1), 1/sqrt(in1))",
         )
     if kind not in MATRIX_KINDS:

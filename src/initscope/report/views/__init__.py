@@ -151,20 +151,20 @@ def plot_reports(
         fwd_ax, bwd_ax = fig.subplots(1, 2)
     elif isinstance(ax, Axes):
         fwd_ax = bwd_ax = ax
-        fig = ax.figure
+        fig = _root_figure(ax)
     else:
         pair = list(np.ravel(np.asarray(ax, dtype=object)))
         if len(pair) != 2 or not all(isinstance(a, Axes) for a in pair):
             raise TypeError("ax: expected a matplotlib Axes or a pair of Axes (forward, backward)")
         fwd_ax, bwd_ax = pair
-        fig = fwd_ax.figure
+        fig = _root_figure(fwd_ax)
     shared = fwd_ax is bwd_ax
     for i, (report, label) in enumerate(zip(reports, labels, strict=True)):
         color = _COLORS[i % len(_COLORS)]
         rows = report.weight_layers()
         xs = list(range(1, len(rows) + 1))
         prefix = "" if label is None else f"{label} ({report.verdict}): "
-        curves = (
+        curves: tuple[tuple[Axes, str, list[float | None], list[float | None]], ...] = (
             (
                 fwd_ax,
                 "forward " if shared else "",
@@ -218,6 +218,14 @@ def plot_reports(
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
+
+
+def _root_figure(axis: Axes) -> Figure:
+    """The top-level figure of ``axis`` (the one that saves; a subfigure cannot)."""
+    from matplotlib.figure import SubFigure
+
+    fig = axis.figure
+    return fig.figure if isinstance(fig, SubFigure) else fig
 
 
 MIN_LOG2_SPAN = 4.0  # bits: a y axis spans at least a factor 16, so 1-2% noise looks flat
