@@ -62,8 +62,7 @@ class DeepReluResult(Result):
 
 def _init(net: torch.nn.Module, line: str, x: torch.Tensor, generator: torch.Generator) -> None:
     preset = "he" if line.startswith("he") else line
-    data = {"data": x} if preset == "lsuv" else {}
-    initscope.initialize(net, preset, generator=generator, **data)
+    initscope.initialize(net, preset, generator=generator, data=x if preset == "lsuv" else None)
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import torch
 from initscope.experiments._common import (
     Claim,
     Result,
+    Scheme,
     digits,
     generator_or_default,
     init_linears,
@@ -26,7 +27,7 @@ from initscope.experiments._common import (
 )
 
 TITLE = "BatchNorm rescues a bad init"
-VARIANTS: dict[str, tuple[str, bool]] = {
+VARIANTS: dict[str, tuple[Scheme, bool]] = {
     "xavier": ("xavier", False),
     "xavier+bn": ("xavier", True),
     "he": ("he", False),

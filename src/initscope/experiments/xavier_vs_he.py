@@ -17,6 +17,7 @@ import torch
 from initscope.experiments._common import (
     Claim,
     Result,
+    Scheme,
     digits,
     generator_or_default,
     init_linears,
@@ -27,7 +28,7 @@ from initscope.experiments._common import (
 )
 
 TITLE = "Xavier vs He on a deep ReLU net"
-SCHEMES = ("xavier", "he")
+SCHEMES: tuple[Scheme, ...] = ("xavier", "he")
 
 
 @dataclasses.dataclass
@@ -58,13 +59,14 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Xav
     epochs, repeats = (2, 1) if quick else (10, 3)
     with one_thread():
         x = torch.randn(batch, width, generator=g)
-        stds = {}
+        stds: dict[str, np.ndarray] = {}
         for scheme in SCHEMES:
             net = relu_mlp(depth, width, in_features=width, out_features=width)
-            stds[scheme] = preactivation_stds(init_linears(net, scheme, g), x)
+            init_linears(net, scheme, g)
+            stds[scheme] = preactivation_stds(net, x)
 
         data = digits(g)
-        curves = {
+        curves: dict[str, dict[str, np.ndarray]] = {
             scheme: train_repeats(
                 data,
                 scheme=scheme,
@@ -82,7 +84,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Xav
 
     theory = -0.5 * np.arange(depth)  # Xavier: log2(std / std at layer 1), Var halves per layer
     drop = {s: float(np.log2(stds[s][-1] / stds[s][0])) for s in SCHEMES}
-    acc = {s: float(curves[s]["test_accuracy"][:, -1].mean()) for s in SCHEMES}
+    acc: dict[str, float] = {s: float(curves[s]["test_accuracy"][:, -1].mean()) for s in SCHEMES}
     loss = {s: float(curves[s]["train_loss"][:, -1].mean()) for s in SCHEMES}
     claims = [
         Claim(
