@@ -15,11 +15,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Batch", "check_real", "float_tensors", "removing", "state_guard", "tensors_in"]
+__all__ = [
+    "Batch",
+    "check_real",
+    "float_tensors",
+    "jsonable",
+    "removing",
+    "state_guard",
+    "tensors_in",
+]
 
 
 def tensors_in(obj: Any) -> list[torch.Tensor]:
@@ -246,3 +255,21 @@ def check_real(
     if low is not None and (out < low or (strict and out == low)):
         raise ValueError(f"{arg} must be {'>' if strict else '>='} {low:g}, got {out}")
     return out
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-ready Python values: arrays become lists, numpy scalars Python ones, NaN
+    and inf None, dict keys strings."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

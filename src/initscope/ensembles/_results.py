@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from initscope._torch import jsonable
+
 __all__ = [
     "BasinDiversity",
     "ClassificationDiversity",
@@ -25,22 +27,6 @@ def off_diagonal_mean(m: np.ndarray) -> float:
     if n < 2:
         return math.nan
     return float((m.sum() - np.trace(m)) / (n * (n - 1)))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +152,7 @@ class Diversity:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-ready values (arrays become lists, NaN/inf become None)."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     def __str__(self) -> str:
         lines = [f"diversity of {self.n_members} members ({self.task})"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, get_args
@@ -14,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from initscope import init
+from initscope._torch import jsonable
 
 Scheme = Literal["xavier", "he"]
 _SCHEMES: tuple[str, ...] = get_args(Scheme)
@@ -40,23 +40,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-ready Python values (arrays become lists, NaN/inf become None)."""
-        return _jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
+        return jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
 
 
 def generator_or_default(generator: torch.Generator | None) -> torch.Generator:
