@@ -10,9 +10,12 @@ __version__ = "0.2.0"
 from initscope import init
 from initscope.activations import Activation, resolve
 from initscope.activations import resolve as resolve_activation
+from initscope.calibration import HeadResult, init_head
+from initscope.calibration._lsuv import LSUVResult, lsuv
 from initscope.diagnostics._run import diagnose
-from initscope.init._fans import Fans, fans
+from initscope.ensembles import Diversity, Ensemble, diversity, ensemble
 from initscope.graph import Layer, inspect_model
+from initscope.grow import Growth, deepen, shrink_perturb, widen
 from initscope.init import (
     SCHEMES,
     calculate_gain,
@@ -37,12 +40,9 @@ from initscope.init import (
     xavier_uniform_,
     zeros_,
 )
-from initscope.calibration import HeadResult, init_head
-from initscope.calibration._lsuv import LSUVResult, lsuv
-from initscope.grow import Growth, deepen, shrink_perturb, widen
-from initscope.ensembles import Diversity, Ensemble, diversity, ensemble
-from initscope.policy._plan import Plan, initialize, plan
+from initscope.init._fans import Fans, fans
 from initscope.policy import PRESETS, Choice
+from initscope.policy._plan import Plan, initialize, plan
 from initscope.report import LayerStats, Report, compare
 from initscope.theory import (
     CriticalPoint,

@@ -4,8 +4,8 @@ The textbook's ``PricingNetwork`` (a ReLU backbone of ``n_layers`` Linear layers
 softplus output) learns the normalized call price ``C / K`` from moneyness ``S / K``, maturity
 ``T``, rate ``r`` and volatility ``sigma``. The closed form (Black & Scholes 1973) is
 ``C / K = m N(d1) - exp(-r T) N(d2)``, ``d1 = (ln m + (r + sigma^2 / 2) T) / (sigma sqrt T)``,
-``d2 = d1 - sigma sqrt T``. We compare torch's default init, the textbook's init (He backbone, Xavier
-head, zero biases), a head calibrated to the data, and ``initscope.initialize`` (preset
+``d2 = d1 - sigma sqrt T``. We compare torch's default init, the textbook's init (He backbone,
+Xavier head, zero biases), a head calibrated to the data, and ``initscope.initialize`` (preset
 ``"auto"``) with its output head calibrated to the training prices by
 :func:`initscope.init_head` (``auto`` alone knows nothing about the targets); and we check the
 the textbook's point that the head's init decides the scale of the initial predictions.

@@ -132,8 +132,7 @@ def run(*, quick: bool = False, generator: torch.Generator | None = None) -> Tra
 
     def per_product(fmt: str, values: dict[str, float]) -> str:
         return "; ".join(
-            f"{p}: " + ", ".join(f"{h} {values[f'{p}/{h}']:{fmt}}" for h in HEADS)
-            for p in PRODUCTS
+            f"{p}: " + ", ".join(f"{h} {values[f'{p}/{h}']:{fmt}}" for h in HEADS) for p in PRODUCTS
         )
 
     claims = [

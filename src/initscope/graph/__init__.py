@@ -22,7 +22,6 @@ from torch import nn
 from initscope._torch import state_guard
 from initscope.activations import Activation
 from initscope.graph import _build as gb
-from initscope.graph._build import Node, Ref, from_fx, from_recording
 from initscope.graph._analysis import (
     MATRIX_KINDS,
     LayerKind,
@@ -32,6 +31,7 @@ from initscope.graph._analysis import (
     norm_kind,
 )
 from initscope.graph._behaviour import Behaviour, behaviour
+from initscope.graph._build import Node, Ref, from_fx, from_recording
 from initscope.init import Fans
 
 __all__ = [

@@ -27,8 +27,8 @@ from torch.nn.modules.pooling import (
     _MaxPoolNd,
 )
 
-from initscope.activations import from_function, from_module
 from initscope import graph as gb
+from initscope.activations import from_function, from_module
 
 __all__ = ["Units", "GrowthError", "trace_units", "graph_nodes"]
 

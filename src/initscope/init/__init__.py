@@ -18,8 +18,8 @@ without the underscore (``normal``, ``xavier_uniform``, ...) warn and call the n
 Extensions (``_extended.py``): ``variance_scaling_`` (Keras/JAX), ``lecun_normal_``,
 ``lecun_uniform_``, ``he_truncated_normal_`` and ``glorot_truncated_normal_`` (Keras/JAX
 ``he_normal``/``glorot_normal``), ``truncated_normal_`` (bounds in standard deviations, variance
-corrected) and ``delta_orthogonal_``. One registry record per scheme (:mod:`initscope.init.registry`) serves
-drawing (:data:`SCHEMES`, :func:`get_scheme`) and planning.
+corrected) and ``delta_orthogonal_``. One registry record per scheme
+(:mod:`initscope.init.registry`) serves drawing (:data:`SCHEMES`, :func:`get_scheme`) and planning.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from initscope.init._fans import Fans as Fans
 from initscope.init._fans import fans as fans
 from initscope.init._fans import param_shape as param_shape
 from initscope.init._fans import torch_fans as torch_fans
-from initscope.init.registry import SCHEMES, get_scheme
 from initscope.init._schemes import Distribution as Distribution
 from initscope.init._schemes import TorchNonlinearity as TorchNonlinearity
 from initscope.init._schemes import (  # noqa: F401  with the deprecated names torch keeps
@@ -69,6 +68,7 @@ from initscope.init._schemes import (  # noqa: F401  with the deprecated names t
     xavier_uniform_,
     zeros_,
 )
+from initscope.init.registry import SCHEMES, get_scheme
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",

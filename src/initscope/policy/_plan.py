@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from initscope.graph import inspect_model
-from initscope.init import get_scheme
-from initscope.init import Fans, fans
+from initscope.init import Fans, fans, get_scheme
 from initscope.policy._rules import PRESETS, Choice, Rule, check_preset, choose
 
 __all__ = ["Entry", "Plan", "initialize", "plan"]
