@@ -44,6 +44,7 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -58,7 +59,7 @@ _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _MASK = 0xFFFFFFFF
 _ROUNDS = 10
-_CHUNK = 1 << 17  # elements per vectorized step
+_CHUNK = 1 << 16  # elements per vectorized step: each op below torch's parallel grain (32768)
 _MIN_MASS = 0.3
 _LN2 = math.log(2.0)
 _HALF_PI = math.pi / 2
@@ -70,7 +71,8 @@ def philox4x32(
     """Philox-4x32-``rounds`` of ``counter`` under ``key`` (Salmon et al. 2011).
 
     Each word is an int64 tensor or a Python int holding a value in ``[0, 2^32)``; tensors
-    broadcast. Returns the four output words the same way.
+    broadcast. Returns the four output words the same way. The reference form; fills use an
+    in-place equivalent (``_words``).
     """
     c0, c1, c2, c3 = counter
     k0, k1 = key
@@ -97,24 +99,100 @@ def key_words(seed: int, path: str, step: int = 0) -> tuple[int, int]:
 # ---------------------------------------------------------------------- bits -> numbers
 
 
-def _words(blocks: torch.Tensor, key: tuple[int, int], stream: int) -> tuple[torch.Tensor, ...]:
-    c1: Any = (blocks >> 32) if blocks.numel() and int(blocks.max()) > _MASK else 0
-    return philox4x32((blocks & _MASK, c1, stream, 0), key)
+def _words(
+    blocks: torch.Tensor, key: tuple[int, int], stream: int, ws: _Workspace | None = None
+) -> tuple[torch.Tensor, ...]:
+    """:func:`philox4x32` of the counters ``(block lo, block hi, stream, 0)`` for the 1-D int64
+    ``blocks``, computed in place in one ``(4, n)`` buffer (a fresh tensor per operation costs
+    more than the arithmetic); returns the four output words (rows of that buffer)."""
+    n = blocks.numel()
+    ws = ws if ws is not None else _Workspace(n, blocks.device)
+    views = ws.take(n)
+    buf, scratch = views.words, views.scratch
+    torch.bitwise_and(blocks, _MASK, out=buf[0])
+    torch.bitwise_right_shift(blocks, 32, out=buf[1])
+    buf[2].fill_(stream)
+    buf[3].zero_()
+    c = [buf[0], buf[1], buf[2], buf[3]]
+    keys = ws.keys(key)
+    mask = ws.mask
+    for r in range(_ROUNDS):
+        c[0].mul_(ws.m0)  # c0 * M0, exact modulo 2^64
+        c[2].mul_(ws.m1)
+        torch.bitwise_right_shift(c[2], 32, out=scratch)
+        c[1].bitwise_xor_(scratch.bitwise_and_(mask)).bitwise_xor_(keys[r, 0])  # hi1^c1^k0
+        c[2].bitwise_and_(mask)  # lo1
+        torch.bitwise_right_shift(c[0], 32, out=scratch)
+        c[3].bitwise_xor_(scratch.bitwise_and_(mask)).bitwise_xor_(keys[r, 1])  # hi0^c3^k1
+        c[0].bitwise_and_(mask)  # lo0
+        c = [c[1], c[2], c[3], c[0]]
+    return tuple(c)
 
 
-def _unit(words: tuple[torch.Tensor, ...], dtype: torch.dtype, open_: bool) -> list:
-    """Uniforms in ``[0, 1)`` (``open_``: in ``(0, 1)``), one per word (float32) or pair."""
+class _Workspace:
+    """Buffers for ``n`` blocks, reused chunk after chunk: on CPU, fresh large tensors cost a
+    page fault per 4 KiB, more than the arithmetic done in them."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        i64, f32 = torch.int64, torch.float32
+        self.n = n
+        self._words = torch.empty(4 * n, dtype=i64, device=device)
+        self._scratch = torch.empty(n, dtype=i64, device=device)
+        self._octant = torch.empty(2 * n, dtype=i64, device=device)
+        self._exponent = torch.empty(2 * n, dtype=torch.int32, device=device)
+        self._flag = torch.empty(2 * n, dtype=torch.bool, device=device)
+        self._f = [torch.empty(2 * n, dtype=f32, device=device) for _ in range(7)]
+        self.m0 = torch.tensor(_M0, dtype=i64, device=device)
+        self.m1 = torch.tensor(_M1, dtype=i64, device=device)
+        self.signs = torch.tensor(_OCTANT_SIGNS, dtype=f32, device=device)
+        self.mask = torch.tensor(_MASK, dtype=i64, device=device)
+        self._keys: dict[tuple[int, int], torch.Tensor] = {}
+
+    def keys(self, key: tuple[int, int]) -> torch.Tensor:
+        """The round keys ``(rounds, 2)`` of ``key`` (bumped by the Weyl constants)."""
+        if key not in self._keys:
+            k0, k1, rows = key[0], key[1], []
+            for _ in range(_ROUNDS):
+                rows.append((k0, k1))
+                k0, k1 = (k0 + _W0) & _MASK, (k1 + _W1) & _MASK
+            self._keys = {key: torch.tensor(rows, dtype=torch.int64, device=self.mask.device)}
+        return self._keys[key]
+
+    def take(self, n: int) -> SimpleNamespace:
+        """Contiguous views for ``n <= self.n`` blocks."""
+        return SimpleNamespace(
+            words=self._words[: 4 * n].view(4, n),
+            scratch=self._scratch[:n],
+            octant=self._octant[: 2 * n].view(2, n),
+            exponent=self._exponent[: 2 * n].view(2, n),
+            flag=self._flag[: 2 * n].view(2, n),
+            f=[f[: 2 * n].view(2, n) for f in self._f],
+        )
+
+
+# (sin t, cos t) = (a s + b c, d s + e c) with s, c = sin x, cos x, x the angle folded onto
+# [0, pi/4] in octant o = 2 * quadrant + (folded from the upper half of the quadrant).
+_OCTANT_SIGNS = [
+    [1, 0, 0, 1, -1, 0, 0, -1],  # a
+    [0, 1, 1, 0, 0, -1, -1, 0],  # b
+    [0, 1, -1, 0, 0, -1, 1, 0],  # d
+    [1, 0, 0, -1, -1, 0, 0, 1],  # e
+]
+
+
+def _uniform(words: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``(n, per_block)`` uniforms in ``[0, 1)``: the top 24 bits of each word (float32) or 53
+    bits of each pair of words (float64), times ``2^-24`` or ``2^-53``."""
     if dtype == torch.float64:
-        out = []
-        for hi, lo in ((words[0], words[1]), (words[2], words[3])):
-            k = (hi << 21) | (lo >> 11)
-            out.append((k | 1 if open_ else k).to(dtype).mul_(2.0**-53))
-        return out
-    return [((w >> 8) | 1 if open_ else w >> 8).to(dtype).mul_(2.0**-24) for w in words]
+        k = torch.stack([words[0], words[2]], dim=-1) << 21
+        k |= torch.stack([words[1], words[3]], dim=-1) >> 11
+        return k.to(dtype).mul_(2.0**-53)
+    return (torch.stack(words, dim=-1) >> 8).to(dtype).mul_(2.0**-24)
 
 
 def _log(u: torch.Tensor) -> torch.Tensor:
-    """``log u`` for ``u > 0`` from ``frexp`` and ``log m = 2 atanh s``, ``s = (m-1)/(m+1)``."""
+    """``log u`` for ``u > 0`` from ``frexp`` and ``log m = 2 atanh s``, ``s = (m-1)/(m+1)``,
+    ``m`` in ``[1/sqrt 2, sqrt 2)``: ``|s| <= 0.1716``, 5 (float32) or 11 (float64) terms."""
     m, e = torch.frexp(u)
     low = m < math.sqrt(0.5)
     m = torch.where(low, m * 2, m)
@@ -122,36 +200,43 @@ def _log(u: torch.Tensor) -> torch.Tensor:
     s = (m - 1) / (m + 1)
     z = s * s
     terms = 11 if u.dtype == torch.float64 else 5
-    poly = torch.full_like(z, 1.0 / (2 * terms - 1))
-    for k in range(terms - 2, -1, -1):
-        poly = poly * z + 1.0 / (2 * k + 1)
-    return e * _LN2 + 2 * s * poly
+    poly = z * (1.0 / (2 * terms - 1)) + 1.0 / (2 * terms - 3)
+    for k in range(terms - 3, -1, -1):
+        poly = poly.mul_(z).add_(1.0 / (2 * k + 1))
+    return e.mul_(_LN2).add_(poly.mul_(s).mul_(2))
 
 
 def _sin_cos_small(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Taylor series of ``sin x`` and ``cos x`` for ``0 <= x <= pi/4``."""
+    """Taylor series of ``sin x`` and ``cos x`` for ``0 <= x <= pi/4`` (truncation error below
+    ``2e-9`` in float32, ``1e-19`` in float64)."""
     z = x * x
     n = 9 if x.dtype == torch.float64 else 5
-    sin = torch.full_like(z, (-1) ** (n - 1) / math.factorial(2 * n - 1))
-    cos = torch.full_like(z, (-1) ** n / math.factorial(2 * n))
+    sin = z * ((-1) ** (n - 1) / math.factorial(2 * n - 1)) + (-1) ** (n - 2) / math.factorial(
+        2 * n - 3
+    )
+    cos = z * ((-1) ** n / math.factorial(2 * n)) + (-1) ** (n - 1) / math.factorial(2 * n - 2)
+    for k in range(n - 3, -1, -1):
+        sin = sin.mul_(z).add_((-1) ** k / math.factorial(2 * k + 1))
     for k in range(n - 2, -1, -1):
-        sin = sin * z + (-1) ** k / math.factorial(2 * k + 1)
-    for k in range(n - 1, -1, -1):
-        cos = cos * z + (-1) ** k / math.factorial(2 * k)
-    return sin * x, cos
+        cos = cos.mul_(z).add_((-1) ** k / math.factorial(2 * k))
+    return sin.mul_(x), cos
 
 
-def _sin_cos_turn(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sin 2 pi u`` and ``cos 2 pi u`` for ``u`` in ``[0, 1)``: octant reduction is exact."""
-    t = u * 4
-    q = torch.floor(t)
-    f = t - q
-    upper = f > 0.5
-    s, c = _sin_cos_small(torch.where(upper, 1 - f, f) * _HALF_PI)
-    s, c = torch.where(upper, c, s), torch.where(upper, s, c)
-    q = q.to(torch.int8)
-    sin = torch.where(q == 0, s, torch.where(q == 1, c, torch.where(q == 2, -s, -c)))
-    cos = torch.where(q == 0, c, torch.where(q == 1, -s, torch.where(q == 2, -c, s)))
+def _sin_cos_turn(k: torch.Tensor, bits: int, dtype: torch.dtype):
+    """``sin`` and ``cos`` of ``2 pi k / 2^bits`` for integers ``0 <= k < 2^bits``.
+
+    The quadrant is the top two bits; within it the angle is folded onto ``[0, pi/4]`` with
+    integer arithmetic, so the reduction is exact."""
+    quarter = 1 << (bits - 2)
+    q = k >> (bits - 2)
+    r = k & (quarter - 1)
+    upper = r > quarter // 2
+    x = torch.where(upper, quarter - r, r).to(dtype).mul_(_HALF_PI / quarter)
+    s, c = _sin_cos_small(x)
+    swap = upper ^ (q & 1).bool()  # sin(pi/2 - x) = cos x, and a quadrant turn swaps again
+    s, c = torch.where(swap, c, s), torch.where(swap, s, c)
+    sin = torch.where(q >= 2, -s, s)
+    cos = torch.where((q == 1) | (q == 2), -c, c)
     return sin, cos
 
 
@@ -160,24 +245,100 @@ def _per_block(dtype: torch.dtype, kind: str) -> int:
 
 
 def _block_values(
-    kind: str, blocks: torch.Tensor, key: tuple[int, int], stream: int, dtype: torch.dtype
+    kind: str,
+    blocks: torch.Tensor,
+    key: tuple[int, int],
+    stream: int,
+    dtype: torch.dtype,
+    ws: _Workspace | None = None,
 ) -> torch.Tensor:
     """``(*blocks.shape, per_block)`` numbers of ``kind`` (``"uniform"`` or ``"normal"``)."""
-    words = _words(blocks, key, stream)
+    shape = blocks.shape
+    flat = blocks.reshape(-1)
+    if dtype != torch.float64:
+        ws = ws if ws is not None else _Workspace(flat.numel(), flat.device)
+        fill = _normal32 if kind == "normal" else _uniform32
+        return fill(flat, key, stream, ws).reshape(*shape, 4)
+    words = _words(flat, key, stream)
     if kind == "uniform":
-        return torch.stack(_unit(words, dtype, open_=False), dim=-1)
-    if dtype == torch.float64:
-        u1, u2 = _unit(words, dtype, open_=True)
-        pairs = [(u1, u2)]
-    else:
-        u = _unit(words, dtype, open_=True)
-        pairs = [(u[0], u[1]), (u[2], u[3])]
-    out = []
-    for a, b in pairs:
-        r = torch.sqrt(_log(a) * -2)
-        sin, cos = _sin_cos_turn(b)
-        out += [r * cos, r * sin]
-    return torch.stack(out, dim=-1)
+        k = torch.stack([words[0], words[2]], dim=-1) << 21
+        k |= torch.stack([words[1], words[3]], dim=-1) >> 11
+        return k.to(dtype).mul_(2.0**-53).reshape(*shape, 2)
+    hi = (words[0] << 21) | (words[1] >> 11) | 1  # odd multiple of 2^-53: u1 in (0, 1)
+    angle = (words[2] << 21) | (words[3] >> 11)
+    radius = _log(hi.to(dtype).mul_(2.0**-53)).mul_(-2).sqrt_()
+    sin, cos = _sin_cos_turn(angle, 53, dtype)
+    return torch.stack([radius * cos, radius.mul_(sin)], dim=-1).reshape(*shape, 2)
+
+
+def _uniform32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.Tensor:
+    """``(n, 4)`` float32 uniforms in ``[0, 1)``: the top 24 bits of each word times 2^-24."""
+    words = _words(blocks, key, stream, ws)
+    out = torch.empty(blocks.numel(), 4, dtype=torch.float32, device=blocks.device)
+    for lane, w in enumerate(words):
+        torch.mul(w.bitwise_right_shift_(8), 2.0**-24, out=out[:, lane])
+    return out
+
+
+def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.Tensor:
+    """``(n, 4)`` float32 standard normals: Box-Muller on words (0, 1) -> lanes 0, 1 and words
+    (2, 3) -> lanes 2, 3, in place in ``ws`` with ``+ - * /``, ``sqrt`` and ``frexp`` only."""
+    n = blocks.numel()
+    words = _words(blocks, key, stream, ws)
+    assert _ROUNDS % 4 == 2  # the outputs (0, 1, 2, 3) sit in buffer rows (2, 3, 0, 1)
+    v = ws.take(n)
+    buf = v.words
+    radius_words, angle_words = buf[0::2], buf[1::2]  # row 0: lanes 2, 3; row 1: lanes 0, 1
+    s, poly, x, z = v.f[1:5]
+    exponent, flag, octant = v.exponent, v.flag, v.octant
+    # radius = sqrt(-2 log u1), u1 an odd multiple of 2^-24; log u = e ln 2 + 2 atanh(s)
+    torch.mul(radius_words.bitwise_right_shift_(8).bitwise_or_(1), 2.0**-24, out=x)
+    bits = x.view(torch.int32)  # u = m 2^e, m in [1/2, 1), from the IEEE 754 fields
+    torch.bitwise_right_shift(bits, 23, out=exponent).sub_(126)
+    m = bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F000000).view(torch.float32)
+    torch.sub(m, 1, out=s)
+    s.div_(m.add_(1))  # s = (m - 1) / (m + 1) in [-1/3, 0)
+    torch.mul(s, s, out=z)
+    _series(z, _LOG_SERIES, poly)
+    radius = torch.mul(exponent, _LN2, out=v.f[0]).add_(poly.mul_(s).mul_(2)).mul_(-2).sqrt_()
+    # angle 2 pi k / 2^24: quadrant from the top 2 bits, folded onto [0, pi/4] in the quadrant
+    k = angle_words.bitwise_right_shift_(8)
+    torch.bitwise_right_shift(k, 22, out=octant)
+    k.bitwise_and_((1 << 22) - 1)
+    torch.gt(k, 1 << 21, out=flag)
+    octant.mul_(2).add_(flag)
+    torch.mul(k, _HALF_PI / (1 << 22), out=x)
+    torch.mul(flag, -2.0, out=s)
+    x.mul_(s.add_(1)).add_(s.sub_(1).mul_(-math.pi / 4))  # x or pi/2 - x
+    torch.mul(x, x, out=z)
+    sin, cos = poly, s
+    _series(z, _SIN_SERIES, sin).mul_(x)
+    _series(z, _COS_SERIES, cos)
+    o = octant.reshape(-1)
+    out = torch.empty(n, 4, dtype=torch.float32, device=blocks.device)
+    a, b, d, e = x, z, *v.f[5:]
+    for r, t in enumerate((a, b, d, e)):
+        torch.index_select(ws.signs[r], 0, o, out=t.view(-1))
+    sin_t = a.mul_(sin).add_(b.mul_(cos))
+    cos_t = d.mul_(sin).add_(e.mul_(cos))
+    for row, lanes in ((1, (0, 1)), (0, (2, 3))):
+        torch.mul(radius[row], cos_t[row], out=out[:, lanes[0]])
+        torch.mul(radius[row], sin_t[row], out=out[:, lanes[1]])
+    return out
+
+
+def _series(z: torch.Tensor, coefficients: list[float], out: torch.Tensor) -> torch.Tensor:
+    """``sum c_k z^k`` by Horner's rule, into ``out``."""
+    torch.mul(z, coefficients[-1], out=out)
+    out.add_(coefficients[-2])
+    for c in reversed(coefficients[:-2]):
+        out.mul_(z).add_(c)
+    return out
+
+
+_LOG_SERIES = [1.0 / (2 * k + 1) for k in range(8)]  # 2 atanh(s) / (2 s), |s| <= 1/3
+_SIN_SERIES = [(-1) ** k / math.factorial(2 * k + 1) for k in range(5)]
+_COS_SERIES = [(-1) ** k / math.factorial(2 * k) for k in range(6)]
 
 
 def _values_at(
@@ -224,6 +385,8 @@ def _draw(
     m = _per_block(dtype, kind)
     rows_per = max(1, _CHUNK // max(length, 1))
     cols_per = min(length, _CHUNK - _CHUNK % m) if length > _CHUNK else length
+    most = min(starts.numel(), rows_per) * ((cols_per + m - 1) // m + 1)
+    ws = _Workspace(most, device) if dtype != torch.float64 else None
     for r0 in range(0, starts.numel(), rows_per):
         st = starts[r0 : r0 + rows_per]
         for c0 in range(0, length, cols_per):
@@ -233,7 +396,7 @@ def _draw(
             aligned = not bool(off.any())
             nb = (n + m - 1) // m + (0 if aligned else 1)
             blocks = (s // m)[:, None] + torch.arange(nb, device=device)
-            v = _block_values(kind, blocks, key, 0, dtype).reshape(st.numel(), nb * m)
+            v = _block_values(kind, blocks, key, 0, dtype, ws).reshape(st.numel(), nb * m)
             if aligned:
                 v = v[:, :n]
             else:
@@ -381,39 +544,44 @@ def counter_fill_(
         return
     grid = _as_grid(local, shape, offsets, sizes)
     kind = "uniform" if spec.family == "uniform" else "normal"
+    scale, shift = (
+        (args["b"] - args["a"], args["a"]) if kind == "uniform" else (args["std"], args["mean"])
+    )
+    redraw: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for rs, cs, v, starts in _draw(kind, shape, offsets, sizes, key, dtype, local.device):
-        if spec.family == "uniform":
-            v = v.mul_(args["b"] - args["a"]).add_(args["a"])
-        elif spec.family == "normal":
-            v = v.mul_(args["std"]).add_(args["mean"])
-        else:
-            _reject(v, starts, key, args["alpha"], args["beta"], dtype)
-            v = v.mul_(args["std"]).add_(args["mean"])
-            lo = args["mean"] + args["alpha"] * args["std"]
-            hi = args["mean"] + args["beta"] * args["std"]
-            v = v.clamp_(lo, hi)
+        if spec.family == "truncated":
+            bad = ((v < args["alpha"]) | (v > args["beta"])).nonzero()
+            if bad.numel():
+                rows = bad[:, 0]
+                redraw.append((rows + rs.start, bad[:, 1] + cs.start, starts[rows] + bad[:, 1]))
+        v = v.mul_(scale).add_(shift)
+        if spec.family == "truncated":
+            v = v.clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
         grid.target[rs, cs] = v
+    if redraw:
+        rows, cols, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
+        z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)
+        grid.target[rows, cols] = z.mul_(scale).add_(shift).clamp_(
+            shift + args["alpha"] * scale, shift + args["beta"] * scale
+        )
     grid.finish()
 
 
-def _reject(
-    v: torch.Tensor,
-    starts: torch.Tensor,
-    key: tuple[int, int],
-    alpha: float,
-    beta: float,
-    dtype: torch.dtype,
-) -> None:
-    """Redraw, round after round, each standard normal of ``v`` outside ``[alpha, beta]``."""
-    bad = ((v < alpha) | (v > beta)).nonzero()
+def _redraw_truncated(
+    index: torch.Tensor, key: tuple[int, int], alpha: float, beta: float, dtype: torch.dtype
+) -> torch.Tensor:
+    """For elements whose first draw fell outside ``[alpha, beta]``: the first draw inside, of
+    rounds 1, 2, ... (each element's rounds are its own: exact rejection sampling)."""
+    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
+    todo = torch.arange(index.numel(), device=index.device)
     stream = 0
-    while bad.numel():
+    while todo.numel():
         stream += 1
-        index = starts[bad[:, 0]] + bad[:, 1]
-        z = _values_at("normal", index, key, stream, dtype)
+        z = _values_at("normal", index[todo], key, stream, dtype)
         ok = (z >= alpha) & (z <= beta)
-        v[bad[ok, 0], bad[ok, 1]] = z[ok]
-        bad = bad[~ok]
+        out[todo[ok]] = z[ok]
+        todo = todo[~ok]
+    return out
 
 
 @dataclass
