@@ -98,3 +98,92 @@ def test_seed_is_a_fresh_generator() -> None:
     initscope.initialize(a, seed=3)
     initscope.initialize(b, generator=gen(3))
     assert same(state(a), state(b))
+
+
+# ---------------------------------------------------------------- layout-invariant, meta device
+
+
+class Zoo(nn.Module):
+    """Every kind of tensor a meta-device flow can leave uninitialized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(30, 16, padding_idx=1)
+        self.conv = nn.Conv1d(16, 16, 3, padding=1)
+        self.bn = nn.BatchNorm1d(16)
+        self.gru = nn.GRU(16, 16, batch_first=True)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(self.emb(idx).transpose(1, 2)))).transpose(1, 2)
+        h, _ = self.gru(h)
+        h, _ = self.attn(h, h, h)
+        return self.head(self.norm(h)[:, -1])
+
+
+def test_layout_invariant_values_repeat_and_depend_on_the_seed() -> None:
+    a, b, c = Zoo(), Zoo(), Zoo()
+    initscope.initialize(a, seed=11, layout_invariant=True)
+    initscope.initialize(b, seed=11, layout_invariant=True)
+    initscope.initialize(c, seed=12, layout_invariant=True)
+    assert same(state(a), state(b))
+    assert not torch.equal(a.head.weight, c.head.weight)
+    assert torch.equal(a.emb.weight[1], torch.zeros(16))
+    g_before = torch.get_rng_state()
+    initscope.initialize(a, seed=11, layout_invariant=True)
+    assert torch.equal(g_before, torch.get_rng_state())  # nothing drawn from torch's generator
+
+
+def test_layout_invariant_follows_the_plan_statistics() -> None:
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 256))
+    p = initscope.initialize(model, preset="he", seed=0, layout_invariant=True)
+    for e in p:
+        if e.path.endswith("weight"):
+            std = dict(model.named_parameters())[e.path].std().item()
+            assert abs(std / e.std - 1) < 0.02, e.path
+
+
+def test_meta_model_materializes_bit_identical_to_eager() -> None:
+    eager = Zoo()
+    initscope.initialize(eager, seed=5, layout_invariant=True)
+    with torch.device("meta"):
+        lazy = Zoo()
+    before = {n: t.is_meta for n, t in lazy.state_dict().items()}
+    assert all(before.values())
+    initscope.initialize(lazy, seed=5, layout_invariant=True, device="cpu")
+    assert not any(t.is_meta for t in lazy.state_dict().values())
+    assert same(state(eager), state(lazy))
+    assert torch.equal(lazy.bn.running_var, torch.ones(16))
+    assert lazy.bn.num_batches_tracked.item() == 0
+    lazy(torch.randint(0, 30, (2, 7)))  # it runs
+
+
+def test_meta_model_with_a_generator_matches_eager_statistics() -> None:
+    eager, (g1, g2) = Zoo(), (gen(1), gen(1))
+    initscope.initialize(eager, generator=g1)
+    with torch.device("meta"):
+        lazy = Zoo()
+    initscope.initialize(lazy, generator=g2, device="cpu")
+    for (name, a), (_, b) in zip(eager.named_parameters(), lazy.named_parameters(), strict=True):
+        assert torch.equal(a, b), name  # same plan, same generator: the same draws
+
+
+def test_meta_model_that_cannot_be_fully_initialized_is_refused() -> None:
+    class WithBuffer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.register_buffer("table", torch.arange(4.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) + self.table
+
+    with torch.device("meta"):
+        model = WithBuffer()
+    with pytest.raises(ValueError, match="buffer table"):
+        initscope.initialize(model, device="cpu", seed=0, layout_invariant=True)
+    assert all(t.is_meta for t in model.state_dict().values())
+    with pytest.raises(ValueError, match="device: expected a real device"):
+        initscope.initialize(mlp(), device="meta")

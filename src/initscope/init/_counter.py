@@ -563,7 +563,7 @@ def counter_fill_(
         z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)
         grid.target[rows, cols] = z.mul_(scale).add_(shift).clamp_(
             shift + args["alpha"] * scale, shift + args["beta"] * scale
-        )
+        ).to(grid.target.dtype)
     grid.finish()
 
 
