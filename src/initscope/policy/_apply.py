@@ -192,7 +192,8 @@ def agree(error: BaseException | None, timeout_s: float | None = None) -> None:
     payload = message.encode()[:_MESSAGE_BYTES]
     mine = torch.zeros(world, _MESSAGE_BYTES + 1, dtype=torch.uint8)
     mine[rank, 0] = 1 if error is not None else 0
-    mine[rank, 1 : 1 + len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    if payload:
+        mine[rank, 1 : 1 + len(payload)] = torch.tensor(list(payload), dtype=torch.uint8)
     timeout = timedelta(seconds=AGREE_TIMEOUT_S if timeout_s is None else timeout_s)
     try:
         work = dist.all_reduce(mine, op=dist.ReduceOp.SUM, async_op=True)
