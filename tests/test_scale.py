@@ -187,3 +187,23 @@ def test_meta_model_that_cannot_be_fully_initialized_is_refused() -> None:
     assert all(t.is_meta for t in model.state_dict().values())
     with pytest.raises(ValueError, match="device: expected a real device"):
         initscope.initialize(mlp(), device="meta")
+
+
+def test_meta_model_keeps_tied_weights_tied() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(40, 16)
+            self.head = nn.Linear(16, 40, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(idx))
+
+    eager = Tied()
+    initscope.initialize(eager, seed=2, layout_invariant=True)
+    with torch.device("meta"):
+        lazy = Tied()
+    initscope.initialize(lazy, seed=2, layout_invariant=True, device="cpu")
+    assert lazy.head.weight is lazy.emb.weight
+    assert same(state(eager), state(lazy))

@@ -59,7 +59,7 @@ _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _MASK = 0xFFFFFFFF
 _ROUNDS = 10
-_CHUNK = 1 << 16  # elements per vectorized step: each op below torch's parallel grain (32768)
+_CHUNK = 1 << 15  # elements per vectorized step: each op below torch's parallel grain (32768)
 _MIN_MASS = 0.3
 _LN2 = math.log(2.0)
 _HALF_PI = math.pi / 2
@@ -282,7 +282,7 @@ def _uniform32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.
 
 def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.Tensor:
     """``(n, 4)`` float32 standard normals: Box-Muller on words (0, 1) -> lanes 0, 1 and words
-    (2, 3) -> lanes 2, 3, in place in ``ws`` with ``+ - * /``, ``sqrt`` and ``frexp`` only."""
+    (2, 3) -> lanes 2, 3, in place in ``ws`` with ``+ - * /`` and integer operations only."""
     n = blocks.numel()
     words = _words(blocks, key, stream, ws)
     assert _ROUNDS % 4 == 2  # the outputs (0, 1, 2, 3) sit in buffer rows (2, 3, 0, 1)
@@ -300,7 +300,9 @@ def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.T
     s.div_(m.add_(1))  # s = (m - 1) / (m + 1) in [-1/3, 0)
     torch.mul(s, s, out=z)
     _series(z, _LOG_SERIES, poly)
-    radius = torch.mul(exponent, _LN2, out=v.f[0]).add_(poly.mul_(s).mul_(2)).mul_(-2).sqrt_()
+    radius = _sqrt_(
+        torch.mul(exponent, _LN2, out=v.f[0]).add_(poly.mul_(s).mul_(2)).mul_(-2), x, z
+    )
     # angle 2 pi k / 2^24: quadrant from the top 2 bits, folded onto [0, pi/4] in the quadrant
     k = angle_words.bitwise_right_shift_(8)
     torch.bitwise_right_shift(k, 22, out=octant)
@@ -327,6 +329,19 @@ def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.T
     return out
 
 
+def _sqrt_(t: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``sqrt t`` (float32, ``t > 0``) into ``t``: a first guess from the exponent bits (half
+    the exponent), then Newton's ``y <- (y + t / y) / 2`` three times (error 3e-2 -> 1e-14).
+
+    Only ``+ * /``: torch's ``sqrt`` splits even small tensors across threads, which stalls
+    on a busy machine."""
+    torch.bitwise_right_shift(t.view(torch.int32), 1, out=y.view(torch.int32))
+    y.view(torch.int32).add_(0x1FBD1DF5)
+    for _ in range(3):
+        y.add_(torch.div(t, y, out=q)).mul_(0.5)
+    return t.copy_(y)
+
+
 def _series(z: torch.Tensor, coefficients: list[float], out: torch.Tensor) -> torch.Tensor:
     """``sum c_k z^k`` by Horner's rule, into ``out``."""
     torch.mul(z, coefficients[-1], out=out)
@@ -346,8 +361,14 @@ def _values_at(
 ) -> torch.Tensor:
     """The numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
     m = _per_block(dtype, kind)
-    v = _block_values(kind, index // m, key, stream, dtype)
-    return v.gather(1, (index % m).unsqueeze(1)).squeeze(1)
+    step = _CHUNK // 4
+    ws = _Workspace(min(step, index.numel()), index.device) if dtype != torch.float64 else None
+    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
+    for i in range(0, index.numel(), step):
+        part = index[i : i + step]
+        v = _block_values(kind, part // m, key, stream, dtype, ws)
+        out[i : i + step] = v.gather(1, (part % m).unsqueeze(1)).squeeze(1)
+    return out
 
 
 def _runs(shape: tuple[int, ...], offsets: tuple[int, ...], sizes: tuple[int, ...]):

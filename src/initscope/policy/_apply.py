@@ -127,10 +127,20 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 
 
 def materialize(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
-    """``model.to_empty(device)`` when it is on ``meta`` (ties kept), BatchNorm running
-    statistics reset; returns the parameters by path."""
+    """``model.to_empty(device)`` when it is on ``meta``, with tied parameters tied again
+    (``to_empty`` gives each module its own copy), BatchNorm running statistics reset;
+    returns the parameters by path."""
     if any(_local(t).is_meta for t in (*model.parameters(), *model.buffers())):
+        owners: dict[int, list[tuple[nn.Module, str]]] = {}
+        for m in model.modules():
+            for name, p in m._parameters.items():
+                if p is not None:
+                    owners.setdefault(id(p), []).append((m, name))
         model.to_empty(device=device)
+        for tied in owners.values():
+            first, name = tied[0]
+            for m, other in tied[1:]:
+                m._parameters[other] = first._parameters[name]
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._NormBase):
                 m.reset_running_stats()
