@@ -54,7 +54,12 @@ class GPT(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(VOCAB, width)
         block = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+            width,
+            heads,
+            4 * width,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
             norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
@@ -106,17 +111,23 @@ def worker(case: str, model_name: str, repeats: int) -> dict:
     idx = torch.zeros(1, 4, dtype=torch.long)
     out: dict = {"case": case, "threads": torch.get_num_threads()}
     if case == "meta":
+
         def step() -> None:
             with torch.device("meta"):
                 model = GPT(*shape)
-            initscope.initialize(model, "gpt2", device="cpu", seed=0, layout_invariant=True,
-                                 example_input=idx)
+            initscope.initialize(
+                model, "gpt2", device="cpu", seed=0, layout_invariant=True, example_input=idx
+            )
             out["numel"] = sum(p.numel() for p in model.parameters())
             del model
 
         out["seconds"], out["peak"] = _measure(step, repeats)
         return out
-    model = _materialized(shape)
+    if case == "raw":
+        with torch.device("meta"):
+            model = GPT(*shape)
+    else:
+        model = _materialized(shape)
     params = list(model.parameters())
     out["numel"] = n = sum(p.numel() for p in params)
     out["model_bytes"] = sum(p.numel() * p.element_size() for p in params)
@@ -125,6 +136,7 @@ def worker(case: str, model_name: str, repeats: int) -> dict:
         flat = torch.zeros(n)
         out["seconds"], out["peak"] = _measure(lambda: flat.normal_(), repeats)
     elif case == "torch":
+
         def step() -> None:
             for m in model.modules():
                 reset = getattr(m, "reset_parameters", None) or getattr(
@@ -148,8 +160,18 @@ def worker(case: str, model_name: str, repeats: int) -> dict:
 
 
 def run_case(case: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", case, "--model", args.model,
-           "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        case,
+        "--model",
+        args.model,
+        "--repeats",
+        str(args.repeats),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")

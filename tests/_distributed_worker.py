@@ -48,12 +48,27 @@ def main(case: str, out: Path) -> None:
     m = model()
     if case in ("tp", "fail"):
         mesh = init_device_mesh("cpu", (world,))
-        shard(m, mesh, {"0.weight": [Shard(0)], "2.weight": [Shard(1)], "4.weight": [Shard(0)],
-                        "0.bias": [Shard(0)]})
+        shard(
+            m,
+            mesh,
+            {
+                "0.weight": [Shard(0)],
+                "2.weight": [Shard(1)],
+                "4.weight": [Shard(0)],
+                "0.bias": [Shard(0)],
+            },
+        )
     elif case == "2d":
         mesh = init_device_mesh("cpu", (2, world // 2))
-        shard(m, mesh, {"0.weight": [Shard(0), Shard(1)], "2.weight": [Replicate(), Shard(0)],
-                        "4.weight": [Shard(1), Replicate()]})
+        shard(
+            m,
+            mesh,
+            {
+                "0.weight": [Shard(0), Shard(1)],
+                "2.weight": [Replicate(), Shard(0)],
+                "4.weight": [Shard(1), Replicate()],
+            },
+        )
     elif case == "fsdp":
         from torch.distributed.fsdp import fully_shard
 

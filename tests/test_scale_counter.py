@@ -22,9 +22,7 @@ from initscope.init._shards import Region, local_region
 KEY = key_words(7, "w")
 
 
-def fill(
-    shape, scheme: str, params=None, dtype=torch.float32, key=KEY, rows=None
-) -> torch.Tensor:
+def fill(shape, scheme: str, params=None, dtype=torch.float32, key=KEY, rows=None) -> torch.Tensor:
     t = torch.full(shape, float("nan"), dtype=dtype)
     counter_fill_(local_region(t, "t"), scheme, params or {}, None, rows, key)
     return t
@@ -67,8 +65,14 @@ def test_in_place_words_match_the_reference() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_normal_and_uniform_distributions(dtype) -> None:
     n = 1 << 18
-    z = _block_values("normal", torch.arange(n // (4 if dtype == torch.float32 else 2)), KEY, 0,
-                      dtype).reshape(-1).double().numpy()
+    z = (
+        _block_values(
+            "normal", torch.arange(n // (4 if dtype == torch.float32 else 2)), KEY, 0, dtype
+        )
+        .reshape(-1)
+        .double()
+        .numpy()
+    )
     assert stats.kstest(z, "norm").pvalue > 1e-3
     se = 1 / math.sqrt(n)
     assert abs(z.mean()) < 5 * se and abs(z.var() - 1) < 5 * math.sqrt(2) * se
@@ -159,18 +163,25 @@ def test_patterns_and_sparse() -> None:
     assert q[:, :, [0, 2]].abs().sum() == 0
 
 
-@pytest.mark.parametrize("scheme", ["normal", "uniform", "truncated_normal", "orthogonal",
-                                    "sparse", "eye", "xavier_normal"])
+@pytest.mark.parametrize(
+    "scheme",
+    ["normal", "uniform", "truncated_normal", "orthogonal", "sparse", "eye", "xavier_normal"],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_every_box_holds_the_values_of_the_whole(scheme, dtype) -> None:
     """Any shard (rows, columns, an inner block, unaligned) is a slice of the unsharded fill."""
     shape = (37, 29)
     params = {"sparsity": 0.25} if scheme == "sparse" else {}
     whole = fill(shape, scheme, params, dtype)
-    for offsets, sizes in (((0, 0), (37, 29)), ((5, 0), (11, 29)), ((0, 3), (37, 13)),
-                           ((7, 9), (13, 17)), ((36, 28), (1, 1))):
+    for offsets, sizes in (
+        ((0, 0), (37, 29)),
+        ((5, 0), (11, 29)),
+        ((0, 3), (37, 13)),
+        ((7, 9), (13, 17)),
+        ((36, 28), (1, 1)),
+    ):
         part = box(shape, offsets, sizes, scheme, params, dtype)
-        expected = whole[offsets[0]: offsets[0] + sizes[0], offsets[1]: offsets[1] + sizes[1]]
+        expected = whole[offsets[0] : offsets[0] + sizes[0], offsets[1] : offsets[1] + sizes[1]]
         assert torch.equal(part, expected), (scheme, offsets)
 
 
@@ -194,6 +205,8 @@ def test_keys_separate_streams_and_runs_repeat() -> None:
 def test_spec_covers_every_scheme() -> None:
     shapes = {"eye": (4, 4), "sparse": (4, 4), "dirac": (4, 4, 3), "delta_orthogonal": (4, 4, 3)}
     for name in SCHEMES:
-        params = {"sparsity": 0.5} if name == "sparse" else {"val": 0.5} if name == "constant" else {}
+        params = (
+            {"sparsity": 0.5} if name == "sparse" else {"val": 0.5} if name == "constant" else {}
+        )
         spec = counter_spec(name, params, None, shapes.get(name, (8, 4)))
         assert spec.family

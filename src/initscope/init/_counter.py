@@ -284,8 +284,9 @@ def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.T
     """``(n, 4)`` float32 standard normals: Box-Muller on words (0, 1) -> lanes 0, 1 and words
     (2, 3) -> lanes 2, 3, in place in ``ws`` with ``+ - * /`` and integer operations only."""
     n = blocks.numel()
-    words = _words(blocks, key, stream, ws)
-    assert _ROUNDS % 4 == 2  # the outputs (0, 1, 2, 3) sit in buffer rows (2, 3, 0, 1)
+    _words(
+        blocks, key, stream, ws
+    )  # 10 rounds rotate the rows twice: outputs 0-3 in rows 2, 3, 0, 1
     v = ws.take(n)
     buf = v.words
     radius_words, angle_words = buf[0::2], buf[1::2]  # row 0: lanes 2, 3; row 1: lanes 0, 1
@@ -300,9 +301,7 @@ def _normal32(blocks: torch.Tensor, key, stream: int, ws: _Workspace) -> torch.T
     s.div_(m.add_(1))  # s = (m - 1) / (m + 1) in [-1/3, 0)
     torch.mul(s, s, out=z)
     _series(z, _LOG_SERIES, poly)
-    radius = _sqrt_(
-        torch.mul(exponent, _LN2, out=v.f[0]).add_(poly.mul_(s).mul_(2)).mul_(-2), x, z
-    )
+    radius = _sqrt_(torch.mul(exponent, _LN2, out=v.f[0]).add_(poly.mul_(s).mul_(2)).mul_(-2), x, z)
     # angle 2 pi k / 2^24: quadrant from the top 2 bits, folded onto [0, pi/4] in the quadrant
     k = angle_words.bitwise_right_shift_(8)
     torch.bitwise_right_shift(k, 22, out=octant)
@@ -472,9 +471,7 @@ def counter_spec(
                 f"{scheme}: layout-invariant truncated normals need an interval of probability "
                 f">= {_MIN_MASS}, got {mass:.3g} (bounds {alpha:g}, {beta:g} in std units)"
             )
-        return CounterSpec(
-            "truncated", {"mean": mean, "std": std, "alpha": alpha, "beta": beta}
-        )
+        return CounterSpec("truncated", {"mean": mean, "std": std, "alpha": alpha, "beta": beta})
 
     if name == "uniform":
         return CounterSpec("uniform", {"a": float(a["a"]), "b": float(a["b"])})
@@ -496,20 +493,22 @@ def counter_spec(
         return CounterSpec("sparse", {"sparsity": float(a["sparsity"]), "std": float(a["std"])})
     if name in ("xavier_uniform", "xavier_normal"):
         std = float(a["gain"]) * math.sqrt(2.0 / (2 * fan("fan_avg")))
-        return uniform_std(std) if name == "xavier_uniform" else CounterSpec(
-            "normal", {"mean": 0.0, "std": std}
+        return (
+            uniform_std(std)
+            if name == "xavier_uniform"
+            else CounterSpec("normal", {"mean": 0.0, "std": std})
         )
     if name in ("kaiming_uniform", "kaiming_normal"):
         nl, slope = a["nonlinearity"], a["a"]
         gain = calculate_gain(nl, slope if nl == "leaky_relu" else None)
         std = gain / math.sqrt(fan(str(a["mode"]).lower()))
-        return uniform_std(std) if name == "kaiming_uniform" else CounterSpec(
-            "normal", {"mean": 0.0, "std": std}
+        return (
+            uniform_std(std)
+            if name == "kaiming_uniform"
+            else CounterSpec("normal", {"mean": 0.0, "std": std})
         )
     if name in ("variance_scaling", "lecun_normal", "lecun_uniform"):
-        scale, mode, dist = 1.0, "fan_in", {"lecun_normal": "truncated_normal"}.get(
-            name, "uniform"
-        )
+        scale, mode, dist = 1.0, "fan_in", {"lecun_normal": "truncated_normal"}.get(name, "uniform")
         if name == "variance_scaling":
             scale, mode, dist = float(a["scale"]), a["mode"], a["distribution"]
         std = math.sqrt(scale / fan(mode))
@@ -582,9 +581,12 @@ def counter_fill_(
     if redraw:
         rows, cols, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
         z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)
-        grid.target[rows, cols] = z.mul_(scale).add_(shift).clamp_(
-            shift + args["alpha"] * scale, shift + args["beta"] * scale
-        ).to(grid.target.dtype)
+        grid.target[rows, cols] = (
+            z.mul_(scale)
+            .add_(shift)
+            .clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
+            .to(grid.target.dtype)
+        )
     grid.finish()
 
 

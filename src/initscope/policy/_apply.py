@@ -47,8 +47,8 @@ def rehearse(
     Checks each parameter's kind (plain tensor, or a DTensor when ``layout_invariant``), that it
     is materialized, that ``generator`` lives on its device, then runs every step on a ``meta``
     tensor of the parameter's (global) shape and dtype. ``target``: the device a ``meta``
-    model will be materialized on (its parameters may be on ``meta`` then). Warnings that the filters turn into errors
-    raise here; the others are left to the write phase, which emits them once.
+    model will be materialized on (its parameters may be on ``meta`` then). Warnings that
+    the filters turn into errors raise here; the others are left to the write phase.
     """
     for e in entries:
         if not e.touched:
