@@ -207,3 +207,25 @@ def test_meta_model_keeps_tied_weights_tied() -> None:
     initscope.initialize(lazy, seed=2, layout_invariant=True, device="cpu")
     assert lazy.head.weight is lazy.emb.weight
     assert same(state(eager), state(lazy))
+
+
+def test_counter_init_matches_initialize_and_checks_first() -> None:
+    from initscope.distributed import counter_init_, materialize
+
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
+    p = initscope.initialize(model, preset="he", seed=4, layout_invariant=True)
+    step = p["0.weight"].choices[0]
+    w = torch.empty(64, 32)
+    counter_init_(w, step.scheme, seed=4, path="0.weight", fans=step.fans, **step.params)
+    assert torch.equal(w, model[0].weight.detach())
+    before = w.clone()
+    with pytest.raises(ValueError, match="mode"):
+        counter_init_(w, "kaiming_normal", seed=4, path="0.weight", mode="sideways")
+    with pytest.raises(TypeError, match="seed"):
+        counter_init_(w, "normal", seed="4", path="w")  # type: ignore[arg-type]
+    assert torch.equal(w, before)
+    with torch.device("meta"):
+        tied = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False))
+    tied[1].weight = tied[0].weight
+    materialize(tied, "cpu")
+    assert tied[1].weight is tied[0].weight and not tied[0].weight.is_meta

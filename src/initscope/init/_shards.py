@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Region", "local_region"]
+__all__ = ["Region", "is_dtensor", "local_region", "materialize"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,27 @@ def _dtensor_region(tensor: torch.Tensor, path: str) -> Region:
             f"{tensor.placements} say {tuple(local_shape)}"
         )
     return Region(local, shape, tuple(int(o) for o in offsets))
+
+
+def materialize(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """``model.to_empty(device)`` when it is on ``meta``, with tied parameters tied again
+    (``to_empty`` gives each module its own copy), BatchNorm running statistics reset;
+    returns the parameters by path."""
+    if any(
+        (t.to_local() if is_dtensor(t) else t).is_meta
+        for t in (*model.parameters(), *model.buffers())
+    ):
+        owners: dict[int, list[tuple[nn.Module, str]]] = {}
+        for m in model.modules():
+            for name, p in m._parameters.items():
+                if p is not None:
+                    owners.setdefault(id(p), []).append((m, name))
+        model.to_empty(device=device)
+        for tied in owners.values():
+            first, name = tied[0]
+            for m, other in tied[1:]:
+                m._parameters[other] = first._parameters[name]
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.reset_running_stats()
+    return dict(model.named_parameters())

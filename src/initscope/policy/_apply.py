@@ -21,12 +21,20 @@ import torch.distributed as dist
 from torch import nn
 
 from initscope.init._counter import counter_fill_, counter_spec, key_words
-from initscope.init._shards import is_dtensor, local_region
+from initscope.init._shards import is_dtensor, local_region, materialize
 
 if TYPE_CHECKING:
     from initscope.policy._plan import Entry
 
-__all__ = ["AGREE_TIMEOUT_S", "agree", "agreement_needed", "rehearse", "write"]
+__all__ = [
+    "AGREE_TIMEOUT_S",
+    "agree",
+    "agreement_needed",
+    "check_materializable",
+    "materialize",
+    "rehearse",
+    "write",
+]
 
 _NO_DRAW = frozenset({"constant", "ones", "zeros", "eye", "dirac"})
 
@@ -124,27 +132,6 @@ def check_materializable(
 
 def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if is_dtensor(t) else t
-
-
-def materialize(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
-    """``model.to_empty(device)`` when it is on ``meta``, with tied parameters tied again
-    (``to_empty`` gives each module its own copy), BatchNorm running statistics reset;
-    returns the parameters by path."""
-    if any(_local(t).is_meta for t in (*model.parameters(), *model.buffers())):
-        owners: dict[int, list[tuple[nn.Module, str]]] = {}
-        for m in model.modules():
-            for name, p in m._parameters.items():
-                if p is not None:
-                    owners.setdefault(id(p), []).append((m, name))
-        model.to_empty(device=device)
-        for tied in owners.values():
-            first, name = tied[0]
-            for m, other in tied[1:]:
-                m._parameters[other] = first._parameters[name]
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase):
-                m.reset_running_stats()
-    return dict(model.named_parameters())
 
 
 def _block_shape(shape: tuple[int, ...], rows: tuple[int, int] | None) -> tuple[int, ...]:
