@@ -7,6 +7,7 @@ Writes OUT_DIR/rank{r}.pt: the global values of every parameter (gathered), or t
 from __future__ import annotations
 
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,6 +38,13 @@ def shard(m: nn.Module, mesh, placements: dict[str, list]) -> None:
 def gathered(m: nn.Module) -> dict[str, torch.Tensor]:
     return {
         n: (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone()
+        for n, p in m.named_parameters()
+    }
+
+
+def local(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: (p.to_local() if isinstance(p, DTensor) else p).detach().clone()
         for n, p in m.named_parameters()
     }
 
@@ -78,7 +86,18 @@ def main(case: str, out: Path) -> None:
         for layer in (m[0], m[2], m[4]):
             fully_shard(layer, mesh=mesh)
         fully_shard(m, mesh=mesh)
-    before = gathered(m) if case == "fail" else None
+    if case == "hang":  # rank 1 never joins the check: rank 0 must give up, not hang
+        mesh = init_device_mesh("cpu", (world,))
+        shard(m, mesh, {"0.weight": [Shard(0)]})
+        if rank == 1:
+            time.sleep(8)
+            torch.save(result, out / f"rank{rank}.pt")
+            return
+        import initscope.policy._apply as apply_module
+
+        apply_module.AGREE_TIMEOUT_S = 2.0
+    look = local if case == "hang" else gathered  # rank 0 alone: no collective
+    before = look(m) if case in ("fail", "hang") else None
     p = initscope.plan(m)
     if case == "fail" and rank == world - 1:
         d = p.to_dict()
@@ -90,10 +109,11 @@ def main(case: str, out: Path) -> None:
     except Exception as error:  # reported to the test
         result["error"] = f"{type(error).__name__}: {error}"
         result["unchanged"] = before is not None and all(
-            torch.equal(before[n], t) for n, t in gathered(m).items()
+            torch.equal(before[n], t) for n, t in look(m).items()
         )
     torch.save(result, out / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    if case != "hang":
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -95,3 +95,9 @@ def test_a_failure_on_one_rank_raises_on_every_rank(tmp_path) -> None:
     assert "std must be >= 0" in results[1]["error"]
     assert "checks failed on rank(s) [1]" in results[0]["error"]
     assert all(r["unchanged"] for r in results)
+
+
+def test_a_rank_that_never_arrives_makes_the_others_raise(tmp_path) -> None:
+    results = run_ranks("hang", 2, tmp_path)
+    assert "did not hear from every rank within 2 s" in results[0]["error"]
+    assert results[0]["unchanged"]
