@@ -83,6 +83,11 @@ def test_meta_parameters_need_a_device() -> None:
         ({"seed": 1.5}, TypeError, "seed: expected an int"),
         ({"seed": 1, "generator": torch.Generator()}, ValueError, "not both"),
         ({"seed": 1, "layout_invariant": 1}, TypeError, "layout_invariant"),
+        (
+            {"seed": 1, "layout_invariant": True, "preset": "lsuv", "data": torch.randn(4, 6)},
+            ValueError,
+            "LSUV",
+        ),
     ],
 )
 def test_seed_arguments_are_checked(kwargs, error, match) -> None:

@@ -304,6 +304,11 @@ class Plan:
             raise ValueError("pass generator= or seed=, not both")
         if layout_invariant and seed is None:
             raise ValueError("layout_invariant=True needs seed= (an int): the generator's key")
+        if layout_invariant and self.needs_data:
+            raise ValueError(
+                "layout_invariant=True with preset 'lsuv': LSUV's rescaling depends on the "
+                "data pass, not only on the seed; use another preset"
+            )
         params = self.validate(model)
         data = self.data if data is None else data
         if self.needs_data and data is None:
