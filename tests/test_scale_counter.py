@@ -10,13 +10,8 @@ import torch
 from scipy import stats
 
 from initscope.init import SCHEMES, get_scheme
-from initscope.init._counter import (
-    _block_values,
-    counter_fill_,
-    counter_spec,
-    key_words,
-    philox4x32,
-)
+from initscope.init._counter import counter_fill_, counter_spec, key_words
+from initscope.init._philox import block_values, philox4x32
 from initscope.init._shards import Region, local_region
 
 KEY = key_words(7, "w")
@@ -54,7 +49,7 @@ def test_philox_matches_the_known_answers(counter, key, expected) -> None:
 
 
 def test_in_place_words_match_the_reference() -> None:
-    from initscope.init._counter import _words
+    from initscope.init._philox import _words
 
     blocks = torch.tensor([0, 1, 12345, 2**32 + 7, 2**40 + 3])
     words = _words(blocks, KEY, 3)
@@ -66,7 +61,7 @@ def test_in_place_words_match_the_reference() -> None:
 def test_normal_and_uniform_distributions(dtype) -> None:
     n = 1 << 18
     z = (
-        _block_values(
+        block_values(
             "normal", torch.arange(n // (4 if dtype == torch.float32 else 2)), KEY, 0, dtype
         )
         .reshape(-1)
@@ -86,7 +81,7 @@ def test_normal_and_uniform_distributions(dtype) -> None:
 
 
 def test_log_and_sin_cos_are_accurate() -> None:
-    from initscope.init._counter import _log, _sin_cos_turn
+    from initscope.init._philox import _log, _sin_cos_turn
 
     u = torch.rand(10000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(_log(u + 1e-300), torch.log(u + 1e-300), rtol=1e-15, atol=0)
