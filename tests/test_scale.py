@@ -228,6 +228,8 @@ def test_counter_init_matches_initialize_and_checks_first() -> None:
         counter_init_(w, "kaiming_normal", seed=4, path="0.weight", mode="sideways")
     with pytest.raises(TypeError, match="seed"):
         counter_init_(w, "normal", seed="4", path="w")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="real floating-point dtype"):
+        counter_init_(torch.zeros(4, dtype=torch.complex64), "normal", seed=4, path="z")
     assert torch.equal(w, before)
     with torch.device("meta"):
         tied = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False))

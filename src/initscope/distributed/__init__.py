@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from initscope.init import get_scheme
-from initscope.init._counter import counter_fill_, counter_spec, key_words
+from initscope.init._counter import check_counter_dtype, counter_fill_, counter_spec, key_words
 from initscope.init._fans import Fans
 from initscope.init._shards import Region, local_region
 from initscope.init._shards import materialize as _materialize
@@ -56,6 +56,7 @@ def counter_init_(
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str, got {type(path).__name__}")
     region = local_region(tensor, path)
+    check_counter_dtype(tensor.dtype, path)
     shape = region.shape if rows is None else (rows[1] - rows[0], *region.shape[1:])
     ghost = torch.empty(shape, dtype=tensor.dtype, device="meta")
     kwargs: Mapping[str, Any] = params if fans is None else {**params, "fans": fans}

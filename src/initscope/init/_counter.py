@@ -53,7 +53,14 @@ from initscope.init._philox import CHUNK, Workspace, block_values, per_block, ph
 from initscope.init._sampling import resolve_fans, truncated_std
 from initscope.init._shards import Region
 
-__all__ = ["CounterSpec", "counter_fill_", "counter_spec", "key_words", "philox4x32"]
+__all__ = [
+    "CounterSpec",
+    "check_counter_dtype",
+    "counter_fill_",
+    "counter_spec",
+    "key_words",
+    "philox4x32",
+]
 
 _MIN_MASS = 0.3
 
@@ -231,6 +238,15 @@ def counter_spec(
         lo, hi = float(a["lower"]), float(a["upper"])
         return truncated(0.0, float(a["std"]) / truncated_std(lo, hi), lo, hi)
     raise ValueError(f"{scheme}: no layout-invariant sampler for this scheme")
+
+
+def check_counter_dtype(dtype: torch.dtype, path: str) -> None:
+    """``TypeError`` unless the counter generator can fill ``dtype`` (real floating point)."""
+    if not dtype.is_floating_point:
+        raise TypeError(
+            f"parameter {path}: layout-invariant values need a real floating-point dtype, "
+            f"got {dtype}"
+        )
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

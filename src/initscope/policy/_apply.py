@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from initscope.init._counter import counter_fill_, counter_spec, key_words
+from initscope.init._counter import check_counter_dtype, counter_fill_, counter_spec, key_words
 from initscope.init._shards import is_dtensor, local_region, materialize
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def rehearse(
                 f"generator: on {generator.device}, but parameter {e.path} is on "
                 f"{device}; pass a generator on the parameters' device"
             )
+        if layout_invariant:
+            check_counter_dtype(p.dtype, e.path)
         ghost = torch.empty(region.shape, dtype=p.dtype, device="meta")
         with warnings.catch_warnings(record=True), torch.no_grad():
             for c in e.choices:
