@@ -205,3 +205,17 @@ def test_spec_covers_every_scheme() -> None:
         )
         spec = counter_spec(name, params, None, shapes.get(name, (8, 4)))
         assert spec.family
+
+
+@pytest.mark.parametrize("scheme", ["normal", "uniform", "truncated_normal"])
+def test_values_do_not_depend_on_the_step_size(scheme, monkeypatch) -> None:
+    """Steps of 64 numbers (rows split, runs split, unaligned starts) give the same values."""
+    import initscope.init._counter as counter
+
+    shape = (41, 37)
+    whole = fill(shape, scheme)
+    part = box(shape, (3, 5), (30, 29), scheme)
+    monkeypatch.setattr(counter, "chunk_elements", lambda: 64)
+    assert torch.equal(fill(shape, scheme), whole)
+    assert torch.equal(box(shape, (3, 5), (30, 29), scheme), part)
+    assert torch.equal(box(shape, (3, 0), (30, 37), scheme), whole[3:33])

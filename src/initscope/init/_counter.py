@@ -49,7 +49,13 @@ from typing import Any
 import torch
 
 from initscope.init._fans import Fans
-from initscope.init._philox import CHUNK, Workspace, block_values, per_block, philox4x32
+from initscope.init._philox import (
+    Workspace,
+    block_values,
+    chunk_elements,
+    per_block,
+    philox4x32,
+)
 from initscope.init._sampling import resolve_fans, truncated_std
 from initscope.init._shards import Region
 
@@ -76,7 +82,7 @@ def _values_at(
 ) -> torch.Tensor:
     """The numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
     m = per_block(dtype)
-    step = CHUNK // 4
+    step = chunk_elements() // 4
     ws = Workspace(min(step, index.numel()), index.device) if dtype != torch.float64 else None
     out = torch.empty(index.numel(), dtype=dtype, device=index.device)
     for i in range(0, index.numel(), step):
@@ -119,8 +125,9 @@ def _draw(
     starts, length = _runs(shape, offsets, sizes)
     starts = starts.to(device)
     m = per_block(dtype)
-    rows_per = max(1, CHUNK // max(length, 1))
-    cols_per = min(length, CHUNK - CHUNK % m) if length > CHUNK else length
+    chunk = chunk_elements()
+    rows_per = max(1, chunk // max(length, 1))
+    cols_per = min(length, chunk - chunk % m) if length > chunk else length
     most = min(starts.numel(), rows_per) * ((cols_per + m - 1) // m + 1)
     ws = Workspace(most, device) if dtype != torch.float64 else None
     for r0 in range(0, starts.numel(), rows_per):

@@ -13,16 +13,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["CHUNK", "Workspace", "block_values", "per_block", "philox4x32"]
+__all__ = ["Workspace", "block_values", "chunk_elements", "per_block", "philox4x32"]
 
 
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _MASK = 0xFFFFFFFF
 _ROUNDS = 10
-CHUNK = 1 << 15  # elements per vectorized step: each op below torch's parallel grain (32768)
 _LN2 = math.log(2.0)
 _HALF_PI = math.pi / 2
+
+
+def chunk_elements() -> int:
+    """Numbers drawn per vectorized step. With one intra-op thread, 2^20: each torch operation
+    then costs far more than its dispatch. With several, 2^15: every operation stays below
+    torch's parallel grain (32768), since a parallel region per small operation stalls whenever
+    another process holds a core (the work buffers are reused, so the step size does not change
+    the values, only the speed)."""
+    return 1 << 20 if torch.get_num_threads() == 1 else 1 << 15
 
 
 def philox4x32(
