@@ -3,8 +3,9 @@ is drawn; applied all or nothing.
 
 ``plan(model)`` inspects the model (:func:`initscope.graph.inspect_model`), runs the custom rules
 and the preset (:mod:`initscope.policy`) and returns a :class:`Plan` without touching the model.
-``plan.apply(model, generator=g)`` draws every tensor in plan order; if any step raises, every
-parameter and buffer is restored bit for bit. ``initialize(model, ...)`` does both. A plan
+``plan.apply(model, generator=g)`` first runs every check and every step on ``meta`` tensors
+(:mod:`initscope.policy._apply`), so that a failure leaves the model bit-identical without a copy
+of it, then draws every tensor in plan order. ``initialize(model, ...)`` does both. A plan
 serializes to JSON (``to_dict`` / ``from_dict``): applying a loaded plan with the same generator
 seed gives bit-identical weights.
 """
