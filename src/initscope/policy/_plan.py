@@ -3,8 +3,9 @@ is drawn; applied all or nothing.
 
 ``plan(model)`` inspects the model (:func:`initscope.graph.inspect_model`), runs the custom rules
 and the preset (:mod:`initscope.policy`) and returns a :class:`Plan` without touching the model.
-``plan.apply(model, generator=g)`` draws every tensor in plan order; if any step raises, every
-parameter and buffer is restored bit for bit. ``initialize(model, ...)`` does both. A plan
+``plan.apply(model, generator=g)`` first runs every check and every step on ``meta`` tensors
+(:mod:`initscope.policy._apply`), so that a failure leaves the model bit-identical without a copy
+of it, then draws every tensor in plan order. ``initialize(model, ...)`` does both. A plan
 serializes to JSON (``to_dict`` / ``from_dict``): applying a loaded plan with the same generator
 seed gives bit-identical weights.
 """
@@ -26,6 +27,14 @@ from torch import nn
 
 from initscope.graph import inspect_model
 from initscope.init import Fans, fans, get_scheme
+from initscope.policy._apply import (
+    agree,
+    agreement_needed,
+    check_materializable,
+    materialize,
+    rehearse,
+    write,
+)
 from initscope.policy._rules import PRESETS, Choice, Rule, check_preset, choose
 
 __all__ = ["Entry", "Plan", "initialize", "plan"]
@@ -246,19 +255,60 @@ class Plan:
         return params
 
     def apply(
-        self, model: nn.Module, generator: torch.Generator | None = None, *, data: Any = None
+        self,
+        model: nn.Module,
+        generator: torch.Generator | None = None,
+        *,
+        data: Any = None,
+        seed: int | None = None,
+        layout_invariant: bool = False,
+        device: torch.device | str | None = None,
     ) -> Plan:
-        """Initialize ``model`` as planned, all or nothing; returns the plan.
+        """Initialize ``model`` as planned, all or nothing, without a copy of it; returns the plan.
 
-        Every step draws from ``generator`` (torch's default generator when ``None``), in plan
-        order. The plan is validated against the model first; then every parameter and buffer
-        is saved, and if any step raises they are all restored bit for bit and the error is
-        re-raised. ``data``: the batch for ``preset="lsuv"`` (default: the one given to
-        :func:`plan`).
+        First everything that can fail is checked, before the first write: the plan against the
+        model (paths, shapes), each parameter's kind and device, the generator's device, and
+        every step run once on a ``meta`` tensor of the parameter's shape and dtype (no memory,
+        no random numbers). Then the steps write in plan order, drawing from ``generator``
+        (torch's default generator when ``None``): the values are the same as a plain sequence
+        of scheme calls. A failure in the checks leaves the model bit-identical; the write phase
+        itself keeps no copy (an interrupt or an out-of-memory error there leaves the parameters
+        written so far with their new values). ``preset="lsuv"`` is the exception: its data pass
+        can fail on the batch, so the parameters and buffers are saved before it and restored on
+        error.
+
+        Args:
+            model: the model the plan was made for.
+            generator: the generator to draw from (on the parameters' device).
+            data: the batch for ``preset="lsuv"`` (default: the one given to :func:`plan`).
+            seed: with ``layout_invariant=True``, the key of the counter-based generator;
+                otherwise shorthand for a fresh ``torch.Generator`` seeded with it.
+            layout_invariant: draw element ``i`` of parameter ``path`` from Philox-4x32-10
+                keyed by ``(seed, path, step)`` at counter ``i`` (:mod:`initscope.init._counter`):
+                bit-identical values for any sharding (DTensor, FSDP2), world size, device
+                placement or order. Required for DTensor parameters.
+            device: materialize a model built on the ``meta`` device there first
+                (``model.to_empty``), after every check has passed; BatchNorm running
+                statistics are reset, every parameter must be in the plan.
         """
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+            )
+        if not isinstance(layout_invariant, bool):
+            raise TypeError(
+                f"layout_invariant: expected a bool, got {type(layout_invariant).__name__}"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        if seed is not None and generator is not None:
+            raise ValueError("pass generator= or seed=, not both")
+        if layout_invariant and seed is None:
+            raise ValueError("layout_invariant=True needs seed= (an int): the generator's key")
+        if layout_invariant and self.needs_data:
+            raise ValueError(
+                "layout_invariant=True with preset 'lsuv': LSUV's rescaling depends on the "
+                "data pass, not only on the seed; use another preset"
             )
         params = self.validate(model)
         data = self.data if data is None else data
@@ -267,12 +317,29 @@ class Plan:
                 "preset 'lsuv' needs data=: a batch the model accepts, to measure "
                 "each layer's output variance"
             )
-        saved = [(t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())]
+        sharded = agreement_needed(params.values())
         try:
-            with torch.no_grad():
-                for e in self.entries:
-                    for c in e.choices:
-                        c.apply(params[e.path], generator)
+            if device is not None:
+                device = check_materializable(model, self.entries, device)
+            if seed is not None and not layout_invariant:
+                where = device or next((p.device for p in params.values()), torch.device("cpu"))
+                generator = torch.Generator(where).manual_seed(seed)
+            rehearse(self.entries, params, generator, layout_invariant, device)
+        except Exception as error:
+            if sharded:
+                agree(error)
+            raise
+        if sharded:
+            agree(None)
+        if device is not None:
+            params = materialize(model, device)
+        saved = (
+            [(t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())]
+            if self.needs_data
+            else []
+        )
+        try:
+            write(self.entries, params, generator, seed if layout_invariant else None)
             if self.needs_data:
                 from initscope.calibration._lsuv import lsuv
 
@@ -494,11 +561,17 @@ def initialize(
     zero_init_residual: bool = False,
     data: Any = None,
     generator: torch.Generator | None = None,
+    seed: int | None = None,
+    layout_invariant: bool = False,
+    device: torch.device | str | None = None,
 ) -> Plan:
     """Plan (:func:`plan`) and apply (:meth:`Plan.apply`, all or nothing) in one call.
 
     ``initialize(model)`` reads the architecture and gives every parameter the scheme that keeps
     the signal (preset ``"auto"``); the returned :class:`Plan` says what was done and why.
+    ``seed=S, layout_invariant=True`` draws from the counter-based generator (the same values
+    for any sharding, world size or device); ``device="cpu"`` (or any device) materializes a
+    model built on ``meta`` (see ``docs/scale.md``).
     """
     p = plan(
         model,
@@ -508,4 +581,6 @@ def initialize(
         zero_init_residual=zero_init_residual,
         data=data,
     )
-    return p.apply(model, generator)
+    return p.apply(
+        model, generator, seed=seed, layout_invariant=layout_invariant, device=device
+    )

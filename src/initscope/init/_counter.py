@@ -1,0 +1,411 @@
+r"""A counter-based generator: every element's value is a function of (key, its global index).
+
+Layout-invariant initialization (``initialize(model, seed=S, layout_invariant=True)``) needs the
+value of element ``i`` of a parameter to depend on nothing but the seed, the parameter's path
+and ``i``: not on how the tensor is sharded, on which rank or device it is drawn, or on what was
+drawn before. A sequential generator (torch's Mersenne Twister / Philox offsets) cannot do that;
+a counter-based one can. Construction:
+
+* **Bits.** Philox-4x32-10 (Salmon, Moraes, Dror & Shaw 2011, "Parallel random numbers: as easy
+  as 1, 2, 3", SC'11): a bijection of a 128-bit counter ``(c0, c1, c2, c3)`` under a 64-bit key
+  ``(k0, k1)``, ten rounds of two 32x32->64-bit multiplications (multipliers ``0xD2511F53``,
+  ``0xCD9E8D57``) with the key bumped by the Weyl constants ``0x9E3779B9``, ``0xBB67AE85``. It
+  passes BigCrush. Written here with vectorized int64 torch ops (a 32-bit word times a 32-bit
+  multiplier wraps modulo 2^64, which keeps the low 64 bits of the product exact), so it runs on
+  any device torch runs on. The output matches the Random123 known-answer vectors (tested).
+* **Key.** ``(k0, k1)`` are the first 8 bytes of BLAKE2b(``"{seed}/{path}/{step}"``): one
+  independent stream per parameter and per step of its plan.
+* **Counter.** ``(block mod 2^32, block div 2^32, round, 0)``: ``block = i // m``, with ``m``
+  elements per block (4 in single precision, 2 in double), and ``round`` the rejection round.
+* **Uniform.** float32: the top 24 bits of a word times ``2^-24`` (in ``[0, 1)``); float64: 53
+  bits from two words. float16/bfloat16 are drawn in float32 and rounded.
+* **Normal.** Box-Muller (1958) on a pair of uniforms: ``r = sqrt(-2 log u1)``,
+  ``(r cos 2 pi u2, r sin 2 pi u2)``, ``u1`` in ``(0, 1)`` (an odd multiple of ``2^-24`` or
+  ``2^-53``: ``|z| <= 5.77`` in single precision, ``8.57`` in double; the mass beyond is
+  ``8e-9`` and ``1e-17``). ``log``, ``sin`` and ``cos`` are evaluated here with series in
+  ``+ - * /`` and ``frexp`` only (``log m = 2 atanh((m - 1) / (m + 1))`` for ``m`` in
+  ``[1/sqrt 2, sqrt 2)``; Taylor series of ``sin`` and ``cos`` on ``[0, pi/4]`` after an exact
+  octant reduction), because those operations round exactly (IEEE 754) in every
+  implementation, whereas library ``log``/``sin`` differ by an ulp between the vectorized and
+  the scalar code paths of one machine, and between machines.
+* **Truncated normal.** Exact rejection, element by element: element ``i`` takes the first of
+  its draws ``round = 0, 1, 2, ...`` that falls inside the bounds (only the rejected elements
+  are drawn again). Intervals of probability below 0.3 are refused.
+* **Orthogonal, sparse, delta-orthogonal** need the whole matrix: every process computes the
+  global Gaussian matrix (float64 QR, signs from ``diag R``, Mezzadri 2007) and keeps its box;
+  its memory is the global parameter's. Values are bit-identical across shardings within one
+  machine; across machines they can differ where the LAPACK QR does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from initscope.init._fans import Fans
+from initscope.init._philox import (
+    Workspace,
+    block_values,
+    chunk_elements,
+    per_block,
+    philox4x32,
+)
+from initscope.init._sampling import resolve_fans, truncated_std
+from initscope.init._shards import Region
+
+__all__ = [
+    "CounterSpec",
+    "check_counter_dtype",
+    "counter_fill_",
+    "counter_spec",
+    "key_words",
+    "philox4x32",
+]
+
+_MIN_MASS = 0.3
+
+
+def key_words(seed: int, path: str, step: int = 0) -> tuple[int, int]:
+    """The Philox key of (``seed``, parameter ``path``, plan ``step``): two 32-bit words."""
+    digest = hashlib.blake2b(f"{seed}/{path}/{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little")
+
+
+def _values_at(
+    kind: str, index: torch.Tensor, key: tuple[int, int], stream: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
+    m = per_block(dtype)
+    step = chunk_elements() // 4
+    ws = Workspace(min(step, index.numel()), index.device) if dtype != torch.float64 else None
+    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
+    for i in range(0, index.numel(), step):
+        part = index[i : i + step]
+        v = block_values(kind, part // m, key, stream, dtype, ws)
+        out[i : i + step] = v.gather(1, (part % m).unsqueeze(1)).squeeze(1)
+    return out
+
+
+def _runs(shape: tuple[int, ...], offsets: tuple[int, ...], sizes: tuple[int, ...]):
+    """The box as equal runs of consecutive global flat indices: ``(starts, length)``."""
+    n = len(shape)
+    if n == 0:
+        return torch.zeros(1, dtype=torch.int64), 1
+    d = n - 1
+    while d > 0 and sizes[d] == shape[d] and offsets[d] == 0:
+        d -= 1
+    strides = [math.prod(shape[j + 1 :]) for j in range(n)]
+    length = sizes[d] * strides[d]
+    starts = torch.tensor([offsets[d] * strides[d]], dtype=torch.int64)
+    for j in range(d - 1, -1, -1):
+        axis = (offsets[j] + torch.arange(sizes[j], dtype=torch.int64)) * strides[j]
+        starts = (axis[:, None] + starts[None, :]).reshape(-1)
+    return starts, length
+
+
+def _draw(
+    kind: str,
+    shape: tuple[int, ...],
+    offsets: tuple[int, ...],
+    sizes: tuple[int, ...],
+    key: tuple[int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+    transform: Any = None,
+):
+    """Yield ``(rows, cols, values, index)`` pieces of the box, as a ``(runs, length)`` grid:
+    ``values`` of ``kind`` in ``dtype``, ``index`` their global flat indices (or ``None`` when
+    not needed)."""
+    starts, length = _runs(shape, offsets, sizes)
+    starts = starts.to(device)
+    m = per_block(dtype)
+    chunk = chunk_elements()
+    rows_per = max(1, chunk // max(length, 1))
+    cols_per = min(length, chunk - chunk % m) if length > chunk else length
+    most = min(starts.numel(), rows_per) * ((cols_per + m - 1) // m + 1)
+    ws = Workspace(most, device) if dtype != torch.float64 else None
+    for r0 in range(0, starts.numel(), rows_per):
+        st = starts[r0 : r0 + rows_per]
+        for c0 in range(0, length, cols_per):
+            n = min(cols_per, length - c0)
+            s = st + c0
+            off = s % m
+            aligned = not bool(off.any())
+            nb = (n + m - 1) // m + (0 if aligned else 1)
+            blocks = (s // m)[:, None] + torch.arange(nb, device=device)
+            v = block_values(kind, blocks, key, 0, dtype, ws).reshape(st.numel(), nb * m)
+            if aligned:
+                v = v[:, :n]
+            else:
+                v = v.gather(1, off[:, None] + torch.arange(n, device=device))
+            yield slice(r0, r0 + st.numel()), slice(c0, c0 + n), v, s
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """What a scheme draws, resolved from its arguments and fans: ``family`` is one of
+    ``"uniform"`` (``a``, ``b``), ``"normal"`` (``mean``, ``std``), ``"truncated"`` (``mean``,
+    ``std``, standardized bounds ``alpha``, ``beta``), ``"constant"`` (``value``),
+    ``"orthogonal"`` / ``"delta_orthogonal"`` (``gain``), ``"sparse"`` (``sparsity``, ``std``),
+    ``"eye"``, ``"dirac"`` (``groups``)."""
+
+    family: str
+    args: Mapping[str, float]
+
+
+def _bound(scheme_fn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    sig = inspect.signature(scheme_fn)
+    bound = sig.bind_partial(None, **params)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def counter_spec(
+    scheme: str, params: Mapping[str, Any], fans: Fans | None, shape: tuple[int, ...]
+) -> CounterSpec:
+    """The distribution ``scheme`` with ``params`` draws on a (global) tensor of ``shape``.
+
+    Mirrors each scheme's arithmetic (``initscope.init``); fans are ``fans`` when given, else
+    torch's rule on ``shape``. Raises ``ValueError`` for what the counter generator does not do
+    (a truncated normal whose interval has probability below 0.3).
+    """
+    from initscope.init import calculate_gain, get_scheme
+
+    fn = get_scheme(scheme)
+    a = _bound(fn, params)
+    name = fn.__name__.rstrip("_")
+
+    def fan(mode: str) -> float:
+        return resolve_fans(torch.empty(shape, device="meta"), fans).fan(mode)
+
+    def uniform_std(std: float) -> CounterSpec:
+        return CounterSpec("uniform", {"a": -math.sqrt(3.0) * std, "b": math.sqrt(3.0) * std})
+
+    def truncated(mean: float, std: float, alpha: float, beta: float) -> CounterSpec:
+        mass = 0.5 * (math.erfc(-beta / math.sqrt(2)) - math.erfc(-alpha / math.sqrt(2)))
+        if mass < _MIN_MASS:
+            raise ValueError(
+                f"{scheme}: layout-invariant truncated normals need an interval of probability "
+                f">= {_MIN_MASS}, got {mass:.3g} (bounds {alpha:g}, {beta:g} in std units)"
+            )
+        return CounterSpec("truncated", {"mean": mean, "std": std, "alpha": alpha, "beta": beta})
+
+    if name == "uniform":
+        return CounterSpec("uniform", {"a": float(a["a"]), "b": float(a["b"])})
+    if name == "normal":
+        return CounterSpec("normal", {"mean": float(a["mean"]), "std": float(a["std"])})
+    if name == "trunc_normal":
+        mean, std, lo, hi = (float(a[k]) for k in ("mean", "std", "a", "b"))
+        if lo == hi:
+            return CounterSpec("constant", {"value": lo})
+        return truncated(mean, std, (lo - mean) / std, (hi - mean) / std)
+    if name in ("constant", "ones", "zeros"):
+        value = {"ones": 1.0, "zeros": 0.0}.get(name, a.get("val"))
+        return CounterSpec("constant", {"value": float(value)})  # type: ignore[arg-type]
+    if name in ("eye", "dirac"):
+        return CounterSpec(name, {"groups": int(a.get("groups", 1))})
+    if name in ("orthogonal", "delta_orthogonal"):
+        return CounterSpec(name, {"gain": float(a["gain"])})
+    if name == "sparse":
+        return CounterSpec("sparse", {"sparsity": float(a["sparsity"]), "std": float(a["std"])})
+    if name in ("xavier_uniform", "xavier_normal"):
+        std = float(a["gain"]) * math.sqrt(2.0 / (2 * fan("fan_avg")))
+        return (
+            uniform_std(std)
+            if name == "xavier_uniform"
+            else CounterSpec("normal", {"mean": 0.0, "std": std})
+        )
+    if name in ("kaiming_uniform", "kaiming_normal"):
+        nl, slope = a["nonlinearity"], a["a"]
+        gain = calculate_gain(nl, slope if nl == "leaky_relu" else None)
+        std = gain / math.sqrt(fan(str(a["mode"]).lower()))
+        return (
+            uniform_std(std)
+            if name == "kaiming_uniform"
+            else CounterSpec("normal", {"mean": 0.0, "std": std})
+        )
+    if name in ("variance_scaling", "lecun_normal", "lecun_uniform"):
+        scale, mode, dist = 1.0, "fan_in", {"lecun_normal": "truncated_normal"}.get(name, "uniform")
+        if name == "variance_scaling":
+            scale, mode, dist = float(a["scale"]), a["mode"], a["distribution"]
+        std = math.sqrt(scale / fan(mode))
+        if dist == "normal":
+            return CounterSpec("normal", {"mean": 0.0, "std": std})
+        if dist == "uniform":
+            return uniform_std(std)
+        s = std / truncated_std(-2.0, 2.0)
+        return truncated(0.0, s, -2.0, 2.0)
+    if name == "truncated_normal":
+        lo, hi = float(a["lower"]), float(a["upper"])
+        return truncated(0.0, float(a["std"]) / truncated_std(lo, hi), lo, hi)
+    raise ValueError(f"{scheme}: no layout-invariant sampler for this scheme")
+
+
+def check_counter_dtype(dtype: torch.dtype, path: str) -> None:
+    """``TypeError`` unless the counter generator can fill ``dtype`` (real floating point)."""
+    if not dtype.is_floating_point:
+        raise TypeError(
+            f"parameter {path}: layout-invariant values need a real floating-point dtype, "
+            f"got {dtype}"
+        )
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def counter_fill_(
+    region: Region,
+    scheme: str,
+    params: Mapping[str, Any],
+    fans: Fans | None,
+    rows: tuple[int, int] | None,
+    key: tuple[int, int],
+) -> None:
+    """Fill ``region.local`` (restricted to the global rows ``rows`` when given) with the
+    values ``scheme`` gets from the counter generator under ``key``: element ``i`` of the
+    (block's) global tensor gets the same value whatever box of it ``region`` holds."""
+    shape, offsets, local = region.shape, region.offsets, region.local
+    if rows is not None:
+        lo = max(rows[0], offsets[0])
+        hi = min(rows[1], offsets[0] + local.shape[0])
+        if hi <= lo:
+            return
+        local = local[lo - offsets[0] : hi - offsets[0]]
+        shape = (rows[1] - rows[0], *shape[1:])
+        offsets = (lo - rows[0], *offsets[1:])
+    if local.numel() == 0:
+        return
+    spec = counter_spec(scheme, params, fans, shape)
+    args = spec.args
+    dtype = _compute_dtype(local.dtype)
+    sizes = tuple(local.shape)
+    if spec.family == "constant":
+        local.fill_(args["value"])
+        return
+    if spec.family in ("orthogonal", "delta_orthogonal", "sparse", "eye", "dirac"):
+        full = _global_matrix(spec, shape, key, local.dtype, local.device)
+        box = tuple(slice(o, o + s) for o, s in zip(offsets, sizes, strict=True))
+        local.copy_(full[box])
+        return
+    grid = _as_grid(local, shape, offsets, sizes)
+    kind = "uniform" if spec.family == "uniform" else "normal"
+    scale, shift = (
+        (args["b"] - args["a"], args["a"]) if kind == "uniform" else (args["std"], args["mean"])
+    )
+    redraw: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for rs, cs, v, starts in _draw(kind, shape, offsets, sizes, key, dtype, local.device):
+        if spec.family == "truncated":
+            bad = ((v < args["alpha"]) | (v > args["beta"])).nonzero()
+            if bad.numel():
+                rows = bad[:, 0]
+                redraw.append((rows + rs.start, bad[:, 1] + cs.start, starts[rows] + bad[:, 1]))
+        v = v.mul_(scale).add_(shift)
+        if spec.family == "truncated":
+            v = v.clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
+        grid.target[rs, cs] = v
+    if redraw:
+        rows, cols, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
+        z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)
+        grid.target[rows, cols] = (
+            z.mul_(scale)
+            .add_(shift)
+            .clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
+            .to(grid.target.dtype)
+        )
+    grid.finish()
+
+
+def _redraw_truncated(
+    index: torch.Tensor, key: tuple[int, int], alpha: float, beta: float, dtype: torch.dtype
+) -> torch.Tensor:
+    """For elements whose first draw fell outside ``[alpha, beta]``: the first draw inside, of
+    rounds 1, 2, ... (each element's rounds are its own: exact rejection sampling)."""
+    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
+    todo = torch.arange(index.numel(), device=index.device)
+    stream = 0
+    while todo.numel():
+        stream += 1
+        z = _values_at("normal", index[todo], key, stream, dtype)
+        ok = (z >= alpha) & (z <= beta)
+        out[todo[ok]] = z[ok]
+        todo = todo[~ok]
+    return out
+
+
+@dataclass
+class _Grid:
+    target: torch.Tensor
+    local: torch.Tensor
+
+    def finish(self) -> None:
+        if self.target is not self.local:
+            self.local.copy_(self.target.reshape(self.local.shape))
+
+
+def _as_grid(local: torch.Tensor, shape, offsets, sizes) -> _Grid:
+    """A ``(runs, length)`` view of ``local`` (or a contiguous work copy, written back)."""
+    _, length = _runs(shape, offsets, sizes)
+    n_runs = local.numel() // max(length, 1)
+    if local.is_contiguous():
+        return _Grid(local.view(n_runs, length), local)
+    return _Grid(torch.empty((n_runs, length), dtype=local.dtype, device=local.device), local)
+
+
+def _global_matrix(
+    spec: CounterSpec,
+    shape: tuple[int, ...],
+    key: tuple[int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
+    """The whole tensor of ``shape`` for the schemes that need it (QR, column masks, patterns)."""
+    from initscope.init import dirac_, eye_
+
+    out = torch.zeros(shape, dtype=dtype, device=device)
+    if spec.family == "eye":
+        return eye_(out)
+    if spec.family == "dirac":
+        return dirac_(out, int(spec.args["groups"]))
+    if spec.family == "sparse":
+        rows, cols = shape
+        z = _full(shape, "normal", key, 0, torch.float64, device) * spec.args["std"]
+        n_zero = math.ceil(spec.args["sparsity"] * rows)
+        if n_zero:
+            u = _full(shape, "uniform", key, 1, torch.float64, device)
+            order = u.argsort(dim=0, stable=True)[:n_zero]
+            z.scatter_(0, order, 0.0)
+        return out.copy_(z)
+    gain = spec.args["gain"]
+    if spec.family == "orthogonal":
+        rows = shape[0]
+        q = _orthogonal(rows, math.prod(shape) // rows, key, device)
+        return out.copy_(q.mul_(gain).reshape(shape))
+    q = _orthogonal(shape[0], shape[1], key, device).mul_(gain)
+    out[(slice(None), slice(None), *(k // 2 for k in shape[2:]))] = q.to(dtype)
+    return out
+
+
+def _full(shape, kind, key, stream, dtype, device) -> torch.Tensor:
+    n = math.prod(shape)
+    index = torch.arange(n, device=device)
+    m = per_block(dtype)
+    if stream == 0 and n % m == 0:
+        return block_values(kind, index[::m] // m, key, 0, dtype).reshape(shape)
+    return _values_at(kind, index, key, stream, dtype).reshape(shape)
+
+
+def _orthogonal(rows: int, cols: int, key: tuple[int, int], device) -> torch.Tensor:
+    """Haar ``rows x cols`` matrix with orthonormal rows or columns, float64 QR."""
+    a = _full((rows, cols), "normal", key, 0, torch.float64, device)
+    if rows < cols:
+        a = a.t()
+    q, r = torch.linalg.qr(a)
+    q = q * torch.diagonal(r).sign()
+    return q.t() if rows < cols else q
