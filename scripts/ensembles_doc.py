@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from initscope import experiments
-    from initscope.experiments import _figures
+    from initscope.experiments import figures
 
     t0, c0 = time.perf_counter(), time.process_time()
     result = experiments.run("ensembles")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         same = block(text) == new
         print("docs/ensembles.md is up to date" if same else "docs/ensembles.md has drifted")
         return 0 if same else 1
-    _figures.draw("ensembles", result, FIGURE)
+    figures.draw("ensembles", result, FIGURE)
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     DOC.write_text(text[:start] + "\n" + new + "\n" + text[end:])
     print(f"wrote {FIGURE.relative_to(ROOT)} and the block of {DOC.relative_to(ROOT)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from initscope import experiments
-from initscope.experiments import _figures
+from initscope.experiments import figures
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "warm_start.md"
@@ -72,8 +72,8 @@ def run() -> tuple[experiments.Result, experiments.Result]:
 def main() -> None:
     warm, transfer = run()
     out = ROOT / "docs" / "figures"
-    _figures.draw("warm_start", warm, out / "demo_warm_start.png")
-    _figures.draw("transfer", transfer, out / "demo_transfer.png")
+    figures.draw("warm_start", warm, out / "demo_warm_start.png")
+    figures.draw("transfer", transfer, out / "demo_transfer.png")
     text = DOC.read_text()
     head, rest = text.split(START)
     _, tail = rest.split(END)

@@ -10,9 +10,9 @@ import torch
 from scipy import stats
 
 from initscope.init import SCHEMES, get_scheme
-from initscope.init._counter import counter_fill_, counter_spec, key_words
 from initscope.init._philox import block_values, philox4x32
-from initscope.init._shards import Region, local_region
+from initscope.init.counter import counter_fill_, counter_spec, key_words
+from initscope.init.shards import Region, local_region
 
 KEY = key_words(7, "w")
 
@@ -210,7 +210,7 @@ def test_spec_covers_every_scheme() -> None:
 @pytest.mark.parametrize("scheme", ["normal", "uniform", "truncated_normal"])
 def test_values_do_not_depend_on_the_step_size(scheme, monkeypatch) -> None:
     """Steps of 64 numbers (rows split, runs split, unaligned starts) give the same values."""
-    import initscope.init._counter as counter
+    import initscope.init.counter as counter
 
     shape = (41, 37)
     whole = fill(shape, scheme)

@@ -10,12 +10,11 @@ __version__ = "0.2.0"
 from initscope import init
 from initscope.activations import Activation, resolve
 from initscope.activations import resolve as resolve_activation
-from initscope.calibration import HeadResult, init_head
 from initscope.calibration._lsuv import LSUVResult, lsuv
 from initscope.diagnostics._run import diagnose
 from initscope.ensembles import Diversity, Ensemble, diversity, ensemble
 from initscope.graph import Layer, inspect_model
-from initscope.grow import Growth, deepen, shrink_perturb, widen
+from initscope.grow import Growth, HeadResult, deepen, init_head, shrink_perturb, widen
 from initscope.init import (
     SCHEMES,
     calculate_gain,

@@ -2,16 +2,6 @@
 new output heads calibrated to the targets or fitted on frozen features (:func:`init_head`)."""
 
 from initscope._torch import Batch
-from initscope.calibration._heads import HeadMode, HeadResult, Link, init_head
 from initscope.calibration._lsuv import LSUVLayer, LSUVResult, lsuv
 
-__all__ = [
-    "Batch",
-    "HeadMode",
-    "HeadResult",
-    "LSUVLayer",
-    "LSUVResult",
-    "Link",
-    "init_head",
-    "lsuv",
-]
+__all__ = ["Batch", "LSUVLayer", "LSUVResult", "lsuv"]

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     import initscope
     from initscope import experiments
-    from initscope.experiments import _figures, _report
+    from initscope.experiments import figures as drawing
+    from initscope.experiments import reporting
 
     names = parse_only(args.only)
     if any(n in _NEEDS_SKLEARN for n in names) and not _has_sklearn():
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         )
         seconds[name], cpu[name] = time.perf_counter() - t0, time.process_time() - c0
         results[name] = result
-        figures[name] = _figures.draw(name, result, out / f"demo_{name}.png")
+        figures[name] = drawing.draw(name, result, out / f"demo_{name}.png")
     meta = {
         "initscope_version": initscope.__version__,
         "torch_version": torch.__version__,
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         # the machine's load average over the last 5 minutes: the context of the timings
         "load_average": os.getloadavg()[1] if hasattr(os, "getloadavg") else None,
     }
-    _report.write_json(out / "results.json", results, meta)
-    report = _report.write_html(out / "report.html", results, figures, meta)
+    reporting.write_json(out / "results.json", results, meta)
+    report = reporting.write_html(out / "report.html", results, figures, meta)
     _print_summary(results, report, meta["total_seconds"], bool(args.quick))
     return 0
 
@@ -119,12 +120,12 @@ def _print_summary(results: dict[str, Any], report: Path, total: float, quick: b
     from rich.markup import escape
     from rich.table import Table
 
-    from initscope.experiments import _report
+    from initscope.experiments import reporting
 
     ok = sum(c.reproduced for r in results.values() for c in r.claims)
     n = sum(len(r.claims) for r in results.values())
     console = Console(width=max(Console().width, 140))
-    console.print(f"[bold]{escape(_report.headline(ok, n, quick))}[/bold]", highlight=False)
+    console.print(f"[bold]{escape(reporting.headline(ok, n, quick))}[/bold]", highlight=False)
     table = Table(
         title="initscope demo: classic initialization results, and beyond", show_lines=True
     )

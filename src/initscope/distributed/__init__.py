@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from initscope.init import get_scheme
-from initscope.init._counter import check_counter_dtype, counter_fill_, counter_spec, key_words
-from initscope.init._fans import Fans
-from initscope.init._shards import Region, local_region
-from initscope.init._shards import materialize as _materialize
+from initscope.init import Fans, get_scheme
+from initscope.init.counter import check_counter_dtype, counter_fill_, counter_spec, key_words
+from initscope.init.shards import Region, local_region
+from initscope.init.shards import materialize as _materialize
 
 __all__ = ["Region", "counter_init_", "local_region", "materialize"]
 

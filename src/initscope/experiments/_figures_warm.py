@@ -1,5 +1,5 @@
 """Figures of the warm-start and transfer experiments (matplotlib is imported only here and in
-:mod:`initscope.experiments._figures`, which registers them)."""
+:mod:`initscope.experiments.figures`, which registers them)."""
 
 from __future__ import annotations
 

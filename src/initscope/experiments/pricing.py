@@ -169,7 +169,7 @@ def _build(
     elif variant == "textbook + calibrated head":
         _calibrated_head_(model, mean_target, g)
     elif variant == AUTO and initialize is not None:
-        from initscope.calibration import init_head
+        from initscope.grow import init_head
 
         initialize(model, preset="auto", generator=g)
         # the head: bias at softplus^-1(mean price), predictions' spread 10% of the prices'

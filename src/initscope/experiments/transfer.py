@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from initscope import init
-from initscope.calibration import init_head
 from initscope.diagnostics import linear_cka
 from initscope.experiments._common import (
     Claim,
@@ -34,6 +33,7 @@ from initscope.experiments._common import (
 )
 from initscope.experiments.pricing import RANGES, PricingNetwork, black_scholes_call
 from initscope.experiments.warm_start import mse, pretrained, train
+from initscope.grow import init_head
 
 TITLE = "Transfer with little data: a new head for puts and digital calls"
 PRODUCTS = ("put", "digital call")

@@ -23,7 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from initscope.calibration import init_head
 from initscope.experiments._common import (
     Claim,
     Result,
@@ -32,7 +31,7 @@ from initscope.experiments._common import (
     one_thread,
 )
 from initscope.experiments.pricing import RANGES, PricingNetwork, black_scholes_call
-from initscope.grow import shrink_perturb, widen
+from initscope.grow import init_head, shrink_perturb, widen
 from initscope.policy import initialize
 
 TITLE = "Warm start after a regime shift: fresh, warm, shrink-and-perturb, widened"

@@ -2,7 +2,7 @@
 
 The bits (:func:`philox4x32`, Salmon, Moraes, Dror & Shaw 2011, "Parallel random numbers: as
 easy as 1, 2, 3") and their conversion to uniform and standard normal numbers with exactly
-rounded operations only; :mod:`initscope.init._counter` explains the construction and uses it.
+rounded operations only; :mod:`initscope.init.counter` explains the construction and uses it.
 """
 
 from __future__ import annotations

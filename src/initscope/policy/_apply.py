@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from initscope.init._counter import check_counter_dtype, counter_fill_, counter_spec, key_words
-from initscope.init._shards import is_dtensor, local_region, materialize
+from initscope.init.counter import check_counter_dtype, counter_fill_, counter_spec, key_words
+from initscope.init.shards import is_dtensor, local_region, materialize
 
 if TYPE_CHECKING:
     from initscope.policy._plan import Entry

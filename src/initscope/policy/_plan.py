@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from initscope.calibration import lsuv
 from initscope.graph import inspect_model
 from initscope.init import Fans, fans, get_scheme
 from initscope.policy._apply import (
@@ -284,7 +285,7 @@ class Plan:
             seed: with ``layout_invariant=True``, the key of the counter-based generator;
                 otherwise shorthand for a fresh ``torch.Generator`` seeded with it.
             layout_invariant: draw element ``i`` of parameter ``path`` from Philox-4x32-10
-                keyed by ``(seed, path, step)`` at counter ``i`` (:mod:`initscope.init._counter`):
+                keyed by ``(seed, path, step)`` at counter ``i`` (:mod:`initscope.init.counter`):
                 bit-identical values for any sharding (DTensor, FSDP2), world size, device
                 placement or order. Required for DTensor parameters.
             device: materialize a model built on the ``meta`` device there first
@@ -341,8 +342,6 @@ class Plan:
         try:
             write(self.entries, params, generator, seed if layout_invariant else None)
             if self.needs_data:
-                from initscope.calibration._lsuv import lsuv
-
                 self.lsuv_result = lsuv(model, data, generator=generator)
         except BaseException:
             with torch.no_grad():
@@ -581,6 +580,4 @@ def initialize(
         zero_init_residual=zero_init_residual,
         data=data,
     )
-    return p.apply(
-        model, generator, seed=seed, layout_invariant=layout_invariant, device=device
-    )
+    return p.apply(model, generator, seed=seed, layout_invariant=layout_invariant, device=device)

@@ -57,7 +57,7 @@ from initscope.init._philox import (
     philox4x32,
 )
 from initscope.init._sampling import resolve_fans, truncated_std
-from initscope.init._shards import Region
+from initscope.init.shards import Region
 
 __all__ = [
     "CounterSpec",
