@@ -56,8 +56,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         # methods); removing them would break the public API (`report.to_html(...)`).
         ("initscope.report._report", "initscope.report.views"),
         # private: the demo command draws and writes with the experiments' private modules
-        ("initscope.cli.demo", "initscope.experiments.figures"),
-        ("initscope.cli.demo", "initscope.experiments.reporting"),
     }
 )
 
