@@ -46,8 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 EXEMPT = {"initscope", "initscope.__main__"}
 
-# Known violations, each being removed by the engineer who owns the importing module (issue 9);
-# the lead shrinks this list after merging. An entry that no longer occurs fails the test, so the
+# Known exceptions to the layering; an entry that no longer occurs fails the test, so the
 # list only gets shorter. Format: (importing module, imported module).
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
@@ -55,7 +54,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         # import the views lazily (the views import only the report's records, never Report's
         # methods); removing them would break the public API (`report.to_html(...)`).
         ("initscope.report._report", "initscope.report.views"),
-        # private: the demo command draws and writes with the experiments' private modules
     }
 )
 
