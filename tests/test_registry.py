@@ -1,13 +1,15 @@
 """initscope.init's scheme registry: one record per scheme, read by drawing and planning alike."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from initscope import init
-from initscope.init._fans import torch_fans
-from initscope.init.registry import RECORDS, SHORTHANDS, record, scheme_name
+from initscope.init._fans import Fans, torch_fans
+from initscope.init._sampling import truncated_std
+from initscope.init.registry import RECORDS, SHORTHANDS, Law, record, scheme_name
 from initscope.policy._choice import accepted, applicable
 
 # (scheme, kwargs, shape): the record's std against the std of a large draw
@@ -74,3 +76,77 @@ def test_ranks_and_parameters_come_from_the_record():
     }  # fmt: skip
     std, formula = record("he").std({"nonlinearity": "relu"}, torch_fans((4, 8)), (4, 8))
     assert std == math.sqrt(2.0) / math.sqrt(8) and formula == "Var = 2 / fan_in = 2/8"
+
+
+def _law_std(law: Law) -> float | None:
+    """The std of a law with a closed form (None for the matrix families)."""
+    a = law.args
+    if law.family == "uniform":
+        return (a["b"] - a["a"]) / math.sqrt(12)
+    if law.family == "normal":
+        return a["std"]
+    if law.family == "truncated":
+        return a["std"] * truncated_std(a["alpha"], a["beta"])
+    if law.family == "constant":
+        return 0.0
+    return None
+
+
+LAW_CASES = [
+    ("he_truncated_normal", {}, (64, 32, 3)),
+    ("glorot_truncated_normal", {}, (300, 20)),
+    ("variance_scaling", {"scale": 2.0, "distribution": "untruncated_normal"}, (40, 50)),
+    ("variance_scaling", {"mode": "fan_geo_avg", "distribution": "normal"}, (40, 50)),
+    ("truncated_normal", {"std": 0.3, "lower": -1.0, "upper": 3.0}, (7,)),
+    ("kaiming_normal", {"mode": "FAN_OUT", "nonlinearity": "relu"}, (40, 50)),
+    ("ones", {}, (3,)),
+    ("zeros", {}, (3,)),
+]
+
+
+@pytest.mark.parametrize(("scheme", "kwargs", "shape"), CASES + LAW_CASES)
+def test_record_law_has_the_record_std(scheme, kwargs, shape):
+    """The law a record gives the counter generator has the std the record gives the plan."""
+    rec = record(scheme)
+    law = rec.law(kwargs, None, shape)
+    fans = torch_fans(shape) if len(shape) >= 2 else Fans(1, 1)
+    std, _ = rec.std(kwargs, fans, shape)
+    expected = _law_std(law)
+    if expected is None:
+        assert law.family == rec.name
+    else:
+        assert expected == pytest.approx(std, rel=1e-12, abs=1e-300)
+
+
+def test_laws_follow_the_fans_and_the_distribution():
+    law = record("glorot_normal").law({}, Fans(3, 5), (8, 8))
+    assert law == Law("normal", {"mean": 0.0, "std": math.sqrt(2 / 8)})
+    limit = math.sqrt(3.0) * math.sqrt(2 / 16)
+    assert record("he_uniform").law({"nonlinearity": "relu"}, None, (4, 16)) == Law(
+        "uniform", {"a": -limit, "b": limit}
+    )
+    for dist, family in [
+        ("truncated_normal", "truncated"), ("normal", "normal"),
+        ("untruncated_normal", "normal"), ("uniform", "uniform"),
+    ]:  # fmt: skip
+        law = record("variance_scaling").law({"distribution": dist}, None, (4, 16))
+        assert law.family == family
+    assert record("trunc_normal").law({"a": 0.5, "b": 0.5}, None, (3,)) == Law(
+        "constant", {"value": 0.5}
+    )
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        record("variance_scaling").law({"distribution": "cauchy"}, None, (4, 16))
+    with pytest.raises(TypeError, match="gian"):
+        record("orthogonal").law({"gian": 2.0}, None, (4, 4))
+
+
+def test_a_record_without_a_law_is_refused_by_name(monkeypatch):
+    from initscope.init import registry
+    from initscope.init.counter import counter_spec
+
+    lawless = dataclasses.replace(RECORDS["normal"], draws=None)
+    with pytest.raises(ValueError, match="scheme 'normal': no distribution law"):
+        lawless.law({}, None, (4, 4))
+    monkeypatch.setattr(registry, "RECORDS", {**RECORDS, "normal": lawless})
+    with pytest.raises(ValueError, match="scheme 'normal': no distribution law"):
+        counter_spec("normal", {}, None, (4, 4))

@@ -106,6 +106,11 @@ def test_log_and_sin_cos_are_accurate() -> None:
         ("variance_scaling", {"distribution": "normal"}, (128, 512)),
         ("truncated_normal", {"std": 0.02, "lower": -1.0, "upper": 3.0}, (256, 256)),
         ("trunc_normal", {"mean": 0.1, "std": 0.5, "a": -0.3, "b": 1.0}, (256, 256)),
+        ("variance_scaling", {"scale": 2.0, "distribution": "untruncated_normal"}, (256, 256)),
+        ("variance_scaling", {"mode": "fan_out", "distribution": "uniform"}, (128, 512)),
+        ("he_truncated_normal", {}, (256, 64, 3)),
+        ("glorot_truncated_normal", {}, (128, 512)),
+        ("kaiming_normal", {"mode": "FAN_OUT"}, (256, 128)),
     ],
 )
 def test_every_scheme_draws_the_eager_distribution(scheme, params, shape) -> None:

@@ -8,7 +8,7 @@ rounded operations only; :mod:`initscope.init.counter` explains the construction
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -91,6 +91,18 @@ def _words(
     return tuple(c)
 
 
+@dataclass(frozen=True)
+class _Views:
+    """Contiguous views of a :class:`Workspace`'s buffers for ``n`` blocks."""
+
+    words: torch.Tensor  # (4, n) int64
+    scratch: torch.Tensor  # (n,) int64
+    octant: torch.Tensor  # (2, n) int64
+    exponent: torch.Tensor  # (2, n) int32
+    flag: torch.Tensor  # (2, n) bool
+    f: list[torch.Tensor]  # 7 x (2, n) float32
+
+
 class Workspace:
     """Buffers for ``n`` blocks, reused chunk after chunk: on CPU, fresh large tensors cost a
     page fault per 4 KiB, more than the arithmetic done in them."""
@@ -120,9 +132,9 @@ class Workspace:
             self._keys = {key: torch.tensor(rows, dtype=torch.int64, device=self.mask.device)}
         return self._keys[key]
 
-    def take(self, n: int) -> SimpleNamespace:
+    def take(self, n: int) -> _Views:
         """Contiguous views for ``n <= self.n`` blocks."""
-        return SimpleNamespace(
+        return _Views(
             words=self._words[: 4 * n].view(4, n),
             scratch=self._scratch[:n],
             octant=self._octant[: 2 * n].view(2, n),
@@ -270,7 +282,7 @@ def _normal32(blocks: torch.Tensor, key, stream: int, ws: Workspace) -> torch.Te
     _series(z, _COS_SERIES, cos)
     o = octant.reshape(-1)
     out = torch.empty(n, 4, dtype=torch.float32, device=blocks.device)
-    a, b, d, e = x, z, *v.f[5:]
+    a, b, d, e = x, z, v.f[5], v.f[6]
     for r, t in enumerate((a, b, d, e)):
         torch.index_select(ws.signs[r], 0, o, out=t.view(-1))
     sin_t = a.mul_(sin).add_(b.mul_(cos))

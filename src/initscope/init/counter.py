@@ -40,7 +40,6 @@ a counter-based one can. Construction:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ from initscope.init._philox import (
     per_block,
     philox4x32,
 )
-from initscope.init._sampling import resolve_fans, truncated_std
+from initscope.init.registry import Law, record
 from initscope.init.shards import Region
 
 __all__ = [
@@ -147,23 +146,8 @@ def _draw(
             yield slice(r0, r0 + st.numel()), slice(c0, c0 + n), v, s
 
 
-@dataclass(frozen=True)
-class CounterSpec:
-    """What a scheme draws, resolved from its arguments and fans: ``family`` is one of
-    ``"uniform"`` (``a``, ``b``), ``"normal"`` (``mean``, ``std``), ``"truncated"`` (``mean``,
-    ``std``, standardized bounds ``alpha``, ``beta``), ``"constant"`` (``value``),
-    ``"orthogonal"`` / ``"delta_orthogonal"`` (``gain``), ``"sparse"`` (``sparsity``, ``std``),
-    ``"eye"``, ``"dirac"`` (``groups``)."""
-
-    family: str
-    args: Mapping[str, float]
-
-
-def _bound(scheme_fn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-    sig = inspect.signature(scheme_fn)
-    bound = sig.bind_partial(None, **params)
-    bound.apply_defaults()
-    return dict(bound.arguments)
+#: What a scheme draws, resolved from its arguments and fans (the scheme record's law).
+CounterSpec = Law
 
 
 def counter_spec(
@@ -171,80 +155,21 @@ def counter_spec(
 ) -> CounterSpec:
     """The distribution ``scheme`` with ``params`` draws on a (global) tensor of ``shape``.
 
-    Mirrors each scheme's arithmetic (``initscope.init``); fans are ``fans`` when given, else
-    torch's rule on ``shape``. Raises ``ValueError`` for what the counter generator does not do
-    (a truncated normal whose interval has probability below 0.3).
+    The scheme's record says it (:meth:`~initscope.init.registry.SchemeRecord.law`); fans are
+    ``fans`` when given, else torch's rule on ``shape``. Raises ``ValueError`` for an unknown
+    scheme, one whose record has no law, and what the counter generator does not do (a
+    truncated normal whose interval has probability below 0.3).
     """
-    from initscope.init import calculate_gain, get_scheme
-
-    fn = get_scheme(scheme)
-    a = _bound(fn, params)
-    name = fn.__name__.rstrip("_")
-
-    def fan(mode: str) -> float:
-        return resolve_fans(torch.empty(shape, device="meta"), fans).fan(mode)
-
-    def uniform_std(std: float) -> CounterSpec:
-        return CounterSpec("uniform", {"a": -math.sqrt(3.0) * std, "b": math.sqrt(3.0) * std})
-
-    def truncated(mean: float, std: float, alpha: float, beta: float) -> CounterSpec:
+    law = record(scheme).law(params, fans, shape)
+    if law.family == "truncated":
+        alpha, beta = law.args["alpha"], law.args["beta"]
         mass = 0.5 * (math.erfc(-beta / math.sqrt(2)) - math.erfc(-alpha / math.sqrt(2)))
         if mass < _MIN_MASS:
             raise ValueError(
                 f"{scheme}: layout-invariant truncated normals need an interval of probability "
                 f">= {_MIN_MASS}, got {mass:.3g} (bounds {alpha:g}, {beta:g} in std units)"
             )
-        return CounterSpec("truncated", {"mean": mean, "std": std, "alpha": alpha, "beta": beta})
-
-    if name == "uniform":
-        return CounterSpec("uniform", {"a": float(a["a"]), "b": float(a["b"])})
-    if name == "normal":
-        return CounterSpec("normal", {"mean": float(a["mean"]), "std": float(a["std"])})
-    if name == "trunc_normal":
-        mean, std, lo, hi = (float(a[k]) for k in ("mean", "std", "a", "b"))
-        if lo == hi:
-            return CounterSpec("constant", {"value": lo})
-        return truncated(mean, std, (lo - mean) / std, (hi - mean) / std)
-    if name in ("constant", "ones", "zeros"):
-        value = {"ones": 1.0, "zeros": 0.0}.get(name, a.get("val"))
-        return CounterSpec("constant", {"value": float(value)})  # type: ignore[arg-type]
-    if name in ("eye", "dirac"):
-        return CounterSpec(name, {"groups": int(a.get("groups", 1))})
-    if name in ("orthogonal", "delta_orthogonal"):
-        return CounterSpec(name, {"gain": float(a["gain"])})
-    if name == "sparse":
-        return CounterSpec("sparse", {"sparsity": float(a["sparsity"]), "std": float(a["std"])})
-    if name in ("xavier_uniform", "xavier_normal"):
-        std = float(a["gain"]) * math.sqrt(2.0 / (2 * fan("fan_avg")))
-        return (
-            uniform_std(std)
-            if name == "xavier_uniform"
-            else CounterSpec("normal", {"mean": 0.0, "std": std})
-        )
-    if name in ("kaiming_uniform", "kaiming_normal"):
-        nl, slope = a["nonlinearity"], a["a"]
-        gain = calculate_gain(nl, slope if nl == "leaky_relu" else None)
-        std = gain / math.sqrt(fan(str(a["mode"]).lower()))
-        return (
-            uniform_std(std)
-            if name == "kaiming_uniform"
-            else CounterSpec("normal", {"mean": 0.0, "std": std})
-        )
-    if name in ("variance_scaling", "lecun_normal", "lecun_uniform"):
-        scale, mode, dist = 1.0, "fan_in", {"lecun_normal": "truncated_normal"}.get(name, "uniform")
-        if name == "variance_scaling":
-            scale, mode, dist = float(a["scale"]), a["mode"], a["distribution"]
-        std = math.sqrt(scale / fan(mode))
-        if dist == "normal":
-            return CounterSpec("normal", {"mean": 0.0, "std": std})
-        if dist == "uniform":
-            return uniform_std(std)
-        s = std / truncated_std(-2.0, 2.0)
-        return truncated(0.0, s, -2.0, 2.0)
-    if name == "truncated_normal":
-        lo, hi = float(a["lower"]), float(a["upper"])
-        return truncated(0.0, float(a["std"]) / truncated_std(lo, hi), lo, hi)
-    raise ValueError(f"{scheme}: no layout-invariant sampler for this scheme")
+    return law
 
 
 def check_counter_dtype(dtype: torch.dtype, path: str) -> None:
@@ -304,16 +229,16 @@ def counter_fill_(
         if spec.family == "truncated":
             bad = ((v < args["alpha"]) | (v > args["beta"])).nonzero()
             if bad.numel():
-                rows = bad[:, 0]
-                redraw.append((rows + rs.start, bad[:, 1] + cs.start, starts[rows] + bad[:, 1]))
+                run = bad[:, 0]
+                redraw.append((run + rs.start, bad[:, 1] + cs.start, starts[run] + bad[:, 1]))
         v = v.mul_(scale).add_(shift)
         if spec.family == "truncated":
             v = v.clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
         grid.target[rs, cs] = v
     if redraw:
-        rows, cols, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
+        at_run, at_col, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
         z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)
-        grid.target[rows, cols] = (
+        grid.target[at_run, at_col] = (
             z.mul_(scale)
             .add_(shift)
             .clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
@@ -388,7 +313,8 @@ def _global_matrix(
         q = _orthogonal(rows, math.prod(shape) // rows, key, device)
         return out.copy_(q.mul_(gain).reshape(shape))
     q = _orthogonal(shape[0], shape[1], key, device).mul_(gain)
-    out[(slice(None), slice(None), *(k // 2 for k in shape[2:]))] = q.to(dtype)
+    centre = (slice(None), slice(None)) + tuple(k // 2 for k in shape[2:])
+    out[centre] = q.to(dtype)
     return out
 
 

@@ -1,9 +1,11 @@
 """The scheme registry: one record per scheme, read by drawing and by planning alike.
 
 A :class:`SchemeRecord` holds the in-place function, the names it answers to, the tensor ranks it
-accepts and the standard deviation it produces as a function of the arguments and the fans, with
-the formula that shows how. :data:`SCHEMES` and :func:`get_scheme` (drawing) and
-:mod:`initscope.policy` (planning: a Choice's ``std`` and ``formula``) read the same records, as
+accepts, the standard deviation it produces as a function of the arguments and the fans, with
+the formula that shows how, and the :class:`Law` it draws from, which follows from that standard
+deviation and the arguments. :data:`SCHEMES` and :func:`get_scheme` (drawing),
+:mod:`initscope.policy` (planning: a Choice's ``std`` and ``formula``) and
+:mod:`initscope.init.counter` (layout-invariant drawing: the law) read the same records, as
 JAX's named initializers are thin cases of one ``variance_scaling``.
 """
 
@@ -16,16 +18,49 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
+import torch
 from torch import Tensor
 
 from initscope.init import _extended as e
 from initscope.init import _schemes as s
 from initscope.init._fans import Fans
-from initscope.init._sampling import check_groups, check_real, check_sparsity, truncated_std
+from initscope.init._sampling import (
+    check_choice,
+    check_groups,
+    check_real,
+    check_sparsity,
+    resolve_fans,
+    truncated_std,
+)
 
 StdFormula = Callable[[Mapping[str, Any], Fans, tuple[int, ...]], tuple[float, str]]
+
+LawFamily = Literal[
+    "uniform", "normal", "truncated", "constant", "orthogonal", "delta_orthogonal", "sparse",
+    "eye", "dirac",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Law:
+    """The distribution a scheme draws on one tensor, resolved from its arguments and fans.
+
+    ``family`` and its ``args``: ``"uniform"`` (``a``, ``b``), ``"normal"`` (``mean``, ``std``),
+    ``"truncated"`` (``N(mean, std^2)`` conditioned on ``[mean + alpha std, mean + beta std]``:
+    ``mean``, ``std``, ``alpha``, ``beta``), ``"constant"`` (``value``), ``"orthogonal"`` and
+    ``"delta_orthogonal"`` (``gain``), ``"sparse"`` (``sparsity``, ``std``), ``"eye"`` (none),
+    ``"dirac"`` (``groups``).
+    """
+
+    family: LawFamily
+    args: Mapping[str, float]
+
+
+#: ``(arguments, std) -> Law``: the law from the function's keyword arguments (defaults applied)
+#: and the standard deviation the record's :data:`StdFormula` gives.
+LawFormula = Callable[[Mapping[str, Any], float], Law]
 
 
 def num(x: float) -> str:
@@ -46,11 +81,15 @@ class SchemeRecord:
         std: ``(params, fans, shape) -> (std, formula)``: the standard deviation of the values
             the function writes on a tensor of ``shape`` with keyword arguments ``params`` and
             ``fans`` (torch's rule or the layout-aware fans the plan passes), and how it follows.
+        draws: ``(arguments, std) -> Law``: the distribution the function draws, from its
+            arguments and the ``std`` above (:meth:`law`); ``None`` for a scheme no law describes
+            (:meth:`law` refuses it by name).
     """
 
     name: str
     fn: Callable[..., Tensor]
     std: StdFormula
+    draws: LawFormula | None
     aliases: tuple[str, ...] = ()
     shorthands: tuple[str, ...] = ()
     ndim: tuple[int | None, int | None] = (2, None)
@@ -69,6 +108,23 @@ class SchemeRecord:
         """Whether the scheme can fill a tensor with ``ndim`` dims."""
         lo, hi = self.ndim
         return (lo is None or ndim >= lo) and (hi is None or ndim <= hi)
+
+    def law(self, params: Mapping[str, Any], fans: Fans | None, shape: tuple[int, ...]) -> Law:
+        """The :class:`Law` :attr:`fn` draws on a tensor of ``shape`` with keyword arguments
+        ``params`` and ``fans`` (``None``: torch's rule on ``shape``).
+
+        Raises:
+            TypeError: an argument :attr:`fn` does not take.
+            ValueError: a bad argument, or a scheme whose record has no law (``draws=None``).
+        """
+        if self.draws is None:
+            raise ValueError(f"scheme {self.name!r}: no distribution law is recorded for it")
+        bound = inspect.signature(self.fn).bind_partial(None, **params)
+        bound.apply_defaults()
+        args = bound.arguments
+        used = resolve_fans(torch.empty(shape, device="meta"), fans) if self.fan_based else None
+        sd, _ = self.std(args, used if used is not None else Fans(1, 1), shape)
+        return self.draws(args, sd)
 
 
 # ----------------------------------------------------------------------------- std formulas
@@ -120,6 +176,7 @@ def _xavier(p, f, shape):
 def _kaiming(p, f, shape):
     g = s.kaiming_gain(p.get("a", 0), p.get("nonlinearity", "leaky_relu"))
     mode = p.get("mode", "fan_in")
+    mode = mode.lower() if isinstance(mode, str) else mode
     fan = f.fan(mode)
     return g / math.sqrt(fan), f"Var = {num(g * g)} / {mode} = {num(g * g)}/{fan:g}"
 
@@ -181,38 +238,136 @@ def _dirac(p, f, shape):
     return _identity_pattern(min(shape[0] // groups, shape[1]) * groups, shape)
 
 
+# ----------------------------------------------------------------------------- laws
+
+
+def _centred_uniform(p: Mapping[str, Any], sd: float) -> Law:
+    """``U(-sqrt(3) sd, sqrt(3) sd)``, whose std is ``sd``."""
+    limit = math.sqrt(3.0) * sd
+    return Law("uniform", {"a": -limit, "b": limit})
+
+
+def _centred_normal(p: Mapping[str, Any], sd: float) -> Law:
+    return Law("normal", {"mean": 0.0, "std": sd})
+
+
+def _corrected_truncated(lower: float, upper: float, sd: float) -> Law:
+    """Zero-mean normal conditioned on ``[lower, upper]`` (in its own std units), scaled so
+    that its std after truncation is ``sd``."""
+    return Law(
+        "truncated",
+        {"mean": 0.0, "std": sd / truncated_std(lower, upper), "alpha": lower, "beta": upper},
+    )
+
+
+def _keras_truncated(p: Mapping[str, Any], sd: float) -> Law:
+    """Keras/JAX ``truncated_normal``: truncated at 2 of its std, variance corrected."""
+    return _corrected_truncated(-2.0, 2.0, sd)
+
+
+def _uniform_law(p: Mapping[str, Any], sd: float) -> Law:
+    return Law("uniform", {"a": float(p["a"]), "b": float(p["b"])})
+
+
+def _normal_law(p: Mapping[str, Any], sd: float) -> Law:
+    return Law("normal", {"mean": float(p["mean"]), "std": sd})
+
+
+def _trunc_normal_law(p: Mapping[str, Any], sd: float) -> Law:
+    mean, scale, a, b = (float(p[k]) for k in ("mean", "std", "a", "b"))
+    if a == b:
+        return Law("constant", {"value": a})
+    return Law(
+        "truncated",
+        {"mean": mean, "std": scale, "alpha": (a - mean) / scale, "beta": (b - mean) / scale},
+    )
+
+
+def _truncated_normal_law(p: Mapping[str, Any], sd: float) -> Law:
+    return _corrected_truncated(float(p["lower"]), float(p["upper"]), sd)
+
+
+def _variance_scaling_law(p: Mapping[str, Any], sd: float) -> Law:
+    dist = p["distribution"]
+    check_choice("distribution", dist, get_args(s.Distribution))
+    if dist == "uniform":
+        return _centred_uniform(p, sd)
+    if dist in ("normal", "untruncated_normal"):
+        return _centred_normal(p, sd)
+    return _keras_truncated(p, sd)
+
+
+def _constant_law(value: float | None) -> LawFormula:
+    def law(p: Mapping[str, Any], sd: float) -> Law:
+        return Law("constant", {"value": float(p["val"]) if value is None else value})
+
+    return law
+
+
+def _arguments(family: LawFamily, *names: str) -> LawFormula:
+    """The law of ``family`` with the function's arguments ``names`` as its parameters."""
+
+    def law(p: Mapping[str, Any], sd: float) -> Law:
+        return Law(family, {k: float(p[k]) for k in names})
+
+    return law
+
+
 # ----------------------------------------------------------------------------- the records
 
 _ANY = (None, None)
 _KERNEL = (3, 5)
 _RECORDS = (
-    SchemeRecord("uniform", s.uniform_, _uniform, ndim=_ANY),
-    SchemeRecord("normal", s.normal_, _normal, ndim=_ANY),
-    SchemeRecord("trunc_normal", s.trunc_normal_, _trunc_normal, ndim=_ANY),
-    SchemeRecord("constant", s.constant_, _constant(None), ndim=_ANY),
-    SchemeRecord("ones", s.ones_, _constant(1.0), ndim=_ANY),
-    SchemeRecord("zeros", s.zeros_, _constant(0.0), ndim=_ANY),
-    SchemeRecord("eye", s.eye_, _eye, ndim=(2, 2)),
-    SchemeRecord("dirac", s.dirac_, _dirac, ndim=_KERNEL),
-    SchemeRecord("xavier_uniform", s.xavier_uniform_, _xavier, aliases=("glorot_uniform",)),
+    SchemeRecord("uniform", s.uniform_, _uniform, _uniform_law, ndim=_ANY),
+    SchemeRecord("normal", s.normal_, _normal, _normal_law, ndim=_ANY),
+    SchemeRecord("trunc_normal", s.trunc_normal_, _trunc_normal, _trunc_normal_law, ndim=_ANY),
+    SchemeRecord("constant", s.constant_, _constant(None), _constant_law(None), ndim=_ANY),
+    SchemeRecord("ones", s.ones_, _constant(1.0), _constant_law(1.0), ndim=_ANY),
+    SchemeRecord("zeros", s.zeros_, _constant(0.0), _constant_law(0.0), ndim=_ANY),
+    SchemeRecord("eye", s.eye_, _eye, _arguments("eye"), ndim=(2, 2)),
+    SchemeRecord("dirac", s.dirac_, _dirac, _arguments("dirac", "groups"), ndim=_KERNEL),
     SchemeRecord(
-        "xavier_normal", s.xavier_normal_, _xavier, aliases=("glorot_normal",),
+        "xavier_uniform", s.xavier_uniform_, _xavier, _centred_uniform,
+        aliases=("glorot_uniform",),
+    ),
+    SchemeRecord(
+        "xavier_normal", s.xavier_normal_, _xavier, _centred_normal, aliases=("glorot_normal",),
         shorthands=("xavier", "glorot"),
     ),
-    SchemeRecord("kaiming_uniform", s.kaiming_uniform_, _kaiming, aliases=("he_uniform",)),
     SchemeRecord(
-        "kaiming_normal", s.kaiming_normal_, _kaiming, aliases=("he_normal",), shorthands=("he",)
+        "kaiming_uniform", s.kaiming_uniform_, _kaiming, _centred_uniform,
+        aliases=("he_uniform",),
     ),
-    SchemeRecord("orthogonal", s.orthogonal_, _orthogonal),
-    SchemeRecord("sparse", s.sparse_, _sparse, ndim=(2, 2)),
-    SchemeRecord("lecun_normal", e.lecun_normal_, _lecun, shorthands=("lecun",)),
-    SchemeRecord("lecun_uniform", e.lecun_uniform_, _lecun),
-    SchemeRecord("variance_scaling", e.variance_scaling_, _variance_scaling),
-    SchemeRecord("truncated_normal", e.truncated_normal_, _truncated_normal, ndim=_ANY),
-    SchemeRecord("delta_orthogonal", e.delta_orthogonal_, _delta_orthogonal, ndim=_KERNEL),
-    SchemeRecord("he_truncated_normal", e.he_truncated_normal_, _fixed_scale(2.0, "fan_in")),
     SchemeRecord(
-        "glorot_truncated_normal", e.glorot_truncated_normal_, _fixed_scale(1.0, "fan_avg")
+        "kaiming_normal", s.kaiming_normal_, _kaiming, _centred_normal, aliases=("he_normal",),
+        shorthands=("he",),
+    ),
+    SchemeRecord("orthogonal", s.orthogonal_, _orthogonal, _arguments("orthogonal", "gain")),
+    SchemeRecord(
+        "sparse", s.sparse_, _sparse, _arguments("sparse", "sparsity", "std"), ndim=(2, 2)
+    ),
+    SchemeRecord(
+        "lecun_normal", e.lecun_normal_, _lecun, _keras_truncated, shorthands=("lecun",)
+    ),
+    SchemeRecord("lecun_uniform", e.lecun_uniform_, _lecun, _centred_uniform),
+    SchemeRecord(
+        "variance_scaling", e.variance_scaling_, _variance_scaling, _variance_scaling_law
+    ),
+    SchemeRecord(
+        "truncated_normal", e.truncated_normal_, _truncated_normal, _truncated_normal_law,
+        ndim=_ANY,
+    ),
+    SchemeRecord(
+        "delta_orthogonal", e.delta_orthogonal_, _delta_orthogonal,
+        _arguments("delta_orthogonal", "gain"), ndim=_KERNEL,
+    ),
+    SchemeRecord(
+        "he_truncated_normal", e.he_truncated_normal_, _fixed_scale(2.0, "fan_in"),
+        _keras_truncated,
+    ),
+    SchemeRecord(
+        "glorot_truncated_normal", e.glorot_truncated_normal_, _fixed_scale(1.0, "fan_avg"),
+        _keras_truncated,
     ),
 )  # fmt: skip
 

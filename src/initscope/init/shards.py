@@ -12,9 +12,13 @@ fans and the wrong values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = ["Region", "is_dtensor", "local_region", "materialize"]
 
@@ -41,7 +45,7 @@ def _dtensor_type() -> type | None:
     return DTensor
 
 
-def is_dtensor(tensor: torch.Tensor) -> bool:
+def is_dtensor(tensor: torch.Tensor) -> TypeGuard[DTensor]:
     """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor``."""
     dtensor = _dtensor_type()
     return dtensor is not None and isinstance(tensor, dtensor)
@@ -77,7 +81,7 @@ def local_region(tensor: torch.Tensor, path: str, *, allow_sharded: bool = True)
     return Region(local, tuple(local.shape), (0,) * local.dim())
 
 
-def _dtensor_region(tensor: torch.Tensor, path: str) -> Region:
+def _dtensor_region(tensor: DTensor, path: str) -> Region:
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 

@@ -12,7 +12,7 @@ second copy of the model.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,7 @@ def _draws(entry: Entry) -> bool:
 
 def rehearse(
     entries: Sequence[Entry],
-    params: dict[str, torch.Tensor],
+    params: Mapping[str, torch.Tensor],
     generator: torch.Generator | None,
     layout_invariant: bool,
     target: torch.device | None = None,
@@ -142,7 +142,7 @@ def _block_shape(shape: tuple[int, ...], rows: tuple[int, int] | None) -> tuple[
 
 def write(
     entries: Sequence[Entry],
-    params: dict[str, torch.Tensor],
+    params: Mapping[str, torch.Tensor],
     generator: torch.Generator | None,
     seed: int | None,
 ) -> None:

@@ -311,7 +311,7 @@ class Plan:
                 "layout_invariant=True with preset 'lsuv': LSUV's rescaling depends on the "
                 "data pass, not only on the seed; use another preset"
             )
-        params = self.validate(model)
+        params: Mapping[str, torch.Tensor] = self.validate(model)
         data = self.data if data is None else data
         if self.needs_data and data is None:
             raise ValueError(
