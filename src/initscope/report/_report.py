@@ -183,15 +183,20 @@ class Report:
         judged = {id(s): _judge(stats, k) for k, s in enumerate(stats) if s.kind == "weight"}
         out = [judged[id(s)][0] for s in body]
         grads = [judged[id(s)][1] for s in body]
-        forward_log2 = _end_to_end(out, forward=True)
-        backward_log2 = _end_to_end(grads, forward=False)
-        forward_slope = _slope(out)
-        backward_slope = -_slope(grads)
+        keys = _group_keys(body, out)
+        forward_log2 = _end_to_end(out, keys, forward=True)
+        backward_log2 = _end_to_end(grads, _group_keys(body, grads), forward=False)
+        forward_slope = _slope(out, keys)
+        backward_slope = -_slope(grads, _group_keys(body, grads))
         deep = len(body) >= DEPTH_MIN
-        first = next((v for v in out if _positive(v)), math.nan)
+        first_of: dict[str, float] = {}
+        for key, v in zip(keys, out, strict=True):
+            if _positive(v):
+                first_of.setdefault(key, v)  # type: ignore[arg-type]
+        first = {id(s): first_of.get(key, math.nan) for s, key in zip(body, keys, strict=True)}
         for s in stats:
             s.note = _note(s, judged.get(id(s)))
-            s.verdict = _layer_verdict(s, judged.get(id(s)), first, deep)
+            s.verdict = _layer_verdict(s, judged.get(id(s)), first.get(id(s), math.nan), deep)
         verdict, reason = _model_verdict(stats, body, forward_log2, backward_slope, deep)
         raw_out = [s.out_std for s in weights]
         raw_grads = [s.grad_out_std for s in weights]
@@ -352,17 +357,52 @@ def _points(values: Sequence[float | None]) -> list[tuple[int, float]]:
     return [(i, math.log2(v)) for i, v in enumerate(values) if v is not None and _positive(v)]
 
 
-def _end_to_end(values: Sequence[float | None], forward: bool) -> float:
-    """``log2(last / first)`` forward, ``log2(first / last)`` backward, over the usable values;
-    inf when one is infinite (forward), nan when one is nan or fewer than TREND_MIN are usable."""
+def _like(path: str, type_name: str) -> str:
+    """The key of a row's like layers: its path with every numeric component (a block or stage
+    index) and any call suffix replaced by ``#``, and its type (``blocks.3.attn.qkv`` and
+    ``blocks.7.attn.qkv`` are like layers; ``attn.qkv`` and ``attn.proj`` are not)."""
+    parts = path.split("#")[0].split(".")
+    return ".".join("#" if part.isdigit() else part for part in parts) + f":{type_name}"
+
+
+def _group_keys(body: Sequence[LayerStats], values: Sequence[float | None]) -> list[str]:
+    """Each body row's group for the trends: its like layers (:func:`_like`) when the groups with
+    2 or more usable values hold at least ``TREND_MIN`` values, else one group for all rows (a
+    stack whose layers are not repeated blocks: the plain end-to-end trend)."""
+    keys = [_like(s.path, s.type) for s in body]
+    counts: dict[str, int] = {}
+    for key, v in zip(keys, values, strict=True):
+        if _positive(v):
+            counts[key] = counts.get(key, 0) + 1
+    if sum(n for n in counts.values() if n >= 2) >= TREND_MIN and len(counts) > 1:
+        return keys
+    return [""] * len(keys)
+
+
+def _grouped(values: Sequence[float | None], keys: Sequence[str]) -> list[list[tuple[int, float]]]:
+    """The usable points of each group that has 2 or more of them."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for i, y in _points(values):
+        groups.setdefault(keys[i], []).append((i, y))
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def _end_to_end(values: Sequence[float | None], keys: Sequence[str], forward: bool) -> float:
+    """The change of log2 over the body: ``log2(last / first)`` forward, ``log2(first / last)``
+    backward, within like layers: ``sum_g (y_last - y_first) / sum_g (x_last - x_first)`` over
+    the groups, times the span of the body (one group: exactly ``y_last - y_first``). inf when
+    a value is infinite (forward), nan when one is nan or fewer than TREND_MIN are usable."""
     if any(v is not None and math.isnan(v) for v in values):
         return math.nan
     if any(v is not None and math.isinf(v) for v in values):
         return math.inf if forward else math.nan
     points = _points(values)
-    if len(points) < TREND_MIN:
+    groups = _grouped(values, keys)
+    if len(points) < TREND_MIN or sum(len(g) for g in groups) < TREND_MIN:
         return math.nan
-    change = points[-1][1] - points[0][1]
+    rise = sum(g[-1][1] - g[0][1] for g in groups)
+    run = sum(g[-1][0] - g[0][0] for g in groups)
+    change = rise / run * (points[-1][0] - points[0][0])
     return change if forward else -change
 
 
@@ -372,15 +412,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def _slope(values: Sequence[float | None]) -> float:
-    points = _points(values)
-    if len(points) < TREND_MIN:
+def _slope(values: Sequence[float | None], keys: Sequence[str]) -> float:
+    """Least-squares slope of log2 per body row, pooled within the groups of like layers (each
+    group its own intercept: ``sum_g sum (x - mean_g x)(y - mean_g y) / sum_g sum (x - mean_g
+    x)^2``); one group is the ordinary slope."""
+    groups = _grouped(values, keys)
+    if sum(len(g) for g in groups) < TREND_MIN:
         return math.nan
-    n = len(points)
-    mx = sum(i for i, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((i - mx) ** 2 for i, _ in points)
-    return sum((i - mx) * (y - my) for i, y in points) / sxx
+    sxy = sxx = 0.0
+    for g in groups:
+        mx = sum(i for i, _ in g) / len(g)
+        my = sum(y for _, y in g) / len(g)
+        sxx += sum((i - mx) ** 2 for i, _ in g)
+        sxy += sum((i - mx) * (y - my) for i, y in g)
+    return sxy / sxx
 
 
 def _finite(value: float | None) -> bool:
