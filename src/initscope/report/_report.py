@@ -109,10 +109,12 @@ class LayerStats:
     modules in between, given only when the rows between form a chain (each input is the previous
     output); ``grad_ratio`` is ``grad_out_std / predicted_grad_std``.
 
-    ``role``: ``"body"`` or ``"head"`` (weight rows; see the module docstring); ``chained``: the
-    input is the previous row's output, unchanged; ``judged_at``: the path of the normalization
-    whose output judges this weight row; ``note``: why a row is left out of a trend (``head``,
-    ``zero-initialized (by design)``, no gradient).
+    ``role``: ``"body"``, ``"head"`` or ``"gate"`` (weight rows; see the module docstring);
+    ``chained``: the input is the previous row's output, unchanged; ``judged_at``: the path of
+    the normalization whose output judges this weight row; ``note``: why a row is left out of a
+    trend (``head``, ``gate``, ``zero-initialized (by design)``, no gradient). ``elements``: the
+    size of one example's output; ``form``: kernel, depthwise and width change of a weight row
+    (with the path less its block indices, the key of its like layers).
     """
 
     index: int
@@ -137,6 +139,8 @@ class LayerStats:
     grad_ratio: float | None = None
     role: str = "body"
     chained: bool = False
+    elements: int | None = None
+    form: str = ""
     judged_at: str | None = None
     note: str = ""
 
@@ -184,10 +188,13 @@ class Report:
         out = [judged[id(s)][0] for s in body]
         grads = [judged[id(s)][1] for s in body]
         keys = _group_keys(body, out)
+        grad_keys = _group_keys(body, grads)
+        if any(grad_keys):
+            grads = [_per_example(s, g) for s, g in zip(body, grads, strict=True)]
         forward_log2 = _end_to_end(out, keys, forward=True)
-        backward_log2 = _end_to_end(grads, _group_keys(body, grads), forward=False)
+        backward_log2 = _end_to_end(grads, grad_keys, forward=False)
         forward_slope = _slope(out, keys)
-        backward_slope = -_slope(grads, _group_keys(body, grads))
+        backward_slope = -_slope(grads, grad_keys)
         deep = len(body) >= DEPTH_MIN
         first_of: dict[str, float] = {}
         for key, v in zip(keys, out, strict=True):
@@ -357,19 +364,19 @@ def _points(values: Sequence[float | None]) -> list[tuple[int, float]]:
     return [(i, math.log2(v)) for i, v in enumerate(values) if v is not None and _positive(v)]
 
 
-def _like(path: str, type_name: str) -> str:
+def _like(path: str, type_name: str, form: str = "") -> str:
     """The key of a row's like layers: its path with every numeric component (a block or stage
     index) and any call suffix replaced by ``#``, and its type (``blocks.3.attn.qkv`` and
     ``blocks.7.attn.qkv`` are like layers; ``attn.qkv`` and ``attn.proj`` are not)."""
     parts = path.split("#")[0].split(".")
-    return ".".join("#" if part.isdigit() else part for part in parts) + f":{type_name}"
+    return ".".join("#" if part.isdigit() else part for part in parts) + f":{type_name} {form}"
 
 
 def _group_keys(body: Sequence[LayerStats], values: Sequence[float | None]) -> list[str]:
     """Each body row's group for the trends: its like layers (:func:`_like`) when the groups with
     2 or more usable values hold at least ``TREND_MIN`` values, else one group for all rows (a
     stack whose layers are not repeated blocks: the plain end-to-end trend)."""
-    keys = [_like(s.path, s.type) for s in body]
+    keys = [_like(s.path, s.type, s.form) for s in body]
     counts: dict[str, int] = {}
     for key, v in zip(keys, values, strict=True):
         if _positive(v):
@@ -385,6 +392,16 @@ def _grouped(values: Sequence[float | None], keys: Sequence[str]) -> list[list[t
     for i, y in _points(values):
         groups.setdefault(keys[i], []).append((i, y))
     return [g for g in groups.values() if len(g) >= 2]
+
+
+def _per_example(s: LayerStats, grad: float | None) -> float | None:
+    """The gradient's norm per example, ``grad_std * sqrt(elements)``, ``elements`` the size of
+    one example's output (channels x positions): the quantity a weight layer with fan-in scaling
+    carries backward unchanged across a change of width or resolution, ``E||W^T d||^2 = fan_in
+    Var(W) ||d||^2`` (the per-element std changes by ``sqrt(fan_out / fan_in)`` there)."""
+    if grad is None or s.elements is None:
+        return grad
+    return grad * math.sqrt(s.elements)
 
 
 def _end_to_end(values: Sequence[float | None], keys: Sequence[str], forward: bool) -> float:
@@ -439,6 +456,8 @@ def _note(s: LayerStats, judged: tuple[float, float | None] | None) -> str:
     notes = []
     if s.role == "head":
         notes.append("head: reported, not fitted")
+    elif s.role == "gate":
+        notes.append("gate on a pooled map: reported, not fitted")
     if s.weight_std == 0:
         notes.append("zero-initialized (by design): weights all 0, left out of the fit")
     elif out == 0:
@@ -478,6 +497,7 @@ def _left_out(stats: list[LayerStats]) -> str:
     parts = []
     for label, rows in (
         ("head", [s for s in stats if s.kind == "weight" and s.role == "head"]),
+        ("gate", [s for s in stats if s.kind == "weight" and s.role == "gate"]),
         ("zero-initialized", [s for s in stats if s.weight_std == 0 and s.kind == "weight"]),
         ("no gradient", [s for s in stats if "no gradient" in s.note]),
         ("zero gradient", [s for s in stats if "gradient exactly 0" in s.note]),
