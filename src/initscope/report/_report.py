@@ -21,6 +21,17 @@ through it) is left out of that fit and says so in ``note``, never clamped. A ro
 not reach the objective has no gradient (``grad_out_std`` None) and says why. Fewer than
 ``TREND_MIN = 3`` usable body rows: the trend is n/a (nan).
 
+Trends within like layers. A repeated block's layers differ on purpose (small q/k gradients
+through a near-uniform softmax, branch ends scaled by ``1/sqrt(L)`` or LayerScale, a stage's
+first convolution at another resolution), so the trends compare like layers: rows with the same
+path less its numeric components, type and ``form`` form a group with its own intercept; slopes
+are pooled within groups, ``forward_log2`` / ``backward_log2`` are the pooled end-to-end rate
+times the body's span. A body that does not repeat blocks (groups of 2 or more hold fewer than
+3 rows) is one group: the plain end points and slope. Grouped, the backward values are gradient
+norms per example, ``grad_out_std * sqrt(elements)``: a fan-in-scaled layer carries
+``E||W^T d||^2 = fan_in Var(W) ||d||^2`` unchanged across a change of width or stride, the
+per-element std does not. Squeeze-excitation gates (``role == "gate"``) are reported, not fitted.
+
 Verdict rules (the first rule that fires wins, for the model and for each row):
 
 1. ``symmetric``: a row has a group of identical units (``identical_groups > 0``): identical
