@@ -184,12 +184,12 @@ def bn_growth() -> str:
 def write_between(path: Path, marker: str, body: str) -> None:
     """Replace the text between ``<!-- marker:start -->`` and ``<!-- marker:end -->``."""
     text = path.read_text(encoding="utf-8")
-    pattern = re.compile(
-        rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", flags=re.DOTALL
-    )
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", flags=re.DOTALL)
     if not pattern.search(text):
         raise SystemExit(f"{path}: no {marker} markers")
-    path.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text), encoding="utf-8")
+    path.write_text(
+        pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text), encoding="utf-8"
+    )
 
 
 def main(argv: list[str]) -> None:
