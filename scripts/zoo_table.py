@@ -1,13 +1,14 @@
 """The real-model zoo: each model's own initialization against ``auto``, measured.
 
 For every model of ``tests/zoo/zoo_models.py`` (small configurations of Hugging Face,
-torchvision and timm architectures, random weights, nothing downloaded), built twice with the
-same seed: once as its library initializes it, once re-initialized by ``initscope.initialize``
-(preset ``auto``). ``initscope.diagnose`` runs one forward and backward pass on the model's
-example batch; printed per model: the two numbers the depth verdicts read over the body
-(``forward_log2``, and the fitted backward trend ``backward_slope * (n - 1)``), the verdict for
-each init, the time to plan and to initialize (median of 3), and how many parameters ``auto``
-leaves untouched. Models whose library cannot be imported are listed as skipped, with the reason.
+torchvision and timm architectures, random weights, nothing downloaded), built twice after
+``torch.manual_seed(0)``: once as its library initializes it, once re-initialized by
+``initscope.initialize`` (preset ``auto``). ``initscope.diagnose`` runs one forward and
+backward pass on the model's example batch; printed per model: the two numbers the depth
+verdicts read over the body (``forward_log2``, and the fitted backward trend
+``backward_slope * (n - 1)``), the verdict for each init, the time to plan and to initialize
+(median of 3), and how many parameters ``auto`` leaves untouched. Models whose library
+cannot be imported are listed as skipped, with the reason.
 
     python scripts/zoo_table.py             # Markdown table, as in docs/zoo.md
     python scripts/zoo_table.py hf_gpt2     # some models only

@@ -209,8 +209,8 @@ class Report:
         deep = len(body) >= DEPTH_MIN
         first_of: dict[str, float] = {}
         for key, v in zip(keys, out, strict=True):
-            if _positive(v):
-                first_of.setdefault(key, v)  # type: ignore[arg-type]
+            if v is not None and _positive(v):
+                first_of.setdefault(key, v)
         first = {id(s): first_of.get(key, math.nan) for s, key in zip(body, keys, strict=True)}
         for s in stats:
             s.note = _note(s, judged.get(id(s)))
