@@ -35,14 +35,15 @@ def _script() -> ModuleType:
 zoo_table = _script()
 
 
-def _written(path: Path) -> dict[str, dict]:
+def _written(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     found = re.search(r"<!-- zoo-table:start -->\n(.*?)\n<!-- zoo-table:end -->", text, re.DOTALL)
     assert found, f"{path}: no zoo-table markers"
-    return zoo_table.parse_table(found.group(1))
+    return found.group(1)
 
 
-DOCS = {p.name: _written(p) for p in (ROOT / "README.md", ROOT / "docs" / "zoo.md")}
+TEXT = {p.name: _written(p) for p in (ROOT / "README.md", ROOT / "docs" / "zoo.md")}
+DOCS = {name: zoo_table.parse_table(text) for name, text in TEXT.items()}
 
 
 def _close(now: float, written: float) -> bool:
@@ -53,8 +54,8 @@ def _close(now: float, written: float) -> bool:
 
 
 def test_readme_and_docs_show_the_same_full_table() -> None:
-    readme, docs = DOCS["README.md"], DOCS["zoo.md"]
-    assert readme == docs and set(docs) == {z.name for z in ZOO}
+    assert TEXT["README.md"] == TEXT["zoo.md"]  # one run wrote both
+    assert set(DOCS["zoo.md"]) == {z.name for z in ZOO}
 
 
 @pytest.mark.parametrize("z", ZOO, ids=[z.name for z in ZOO])
