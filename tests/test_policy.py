@@ -262,7 +262,10 @@ def test_pre_norm_gpt_fused_qkv_tied_embedding_and_gpt2() -> None:
     assert p["wpe.weight"].std == pytest.approx(1 / 4)  # summed with the tied wte: same std
     c_attn = p["blocks.0.c_attn.weight"].choices[0]
     assert c_attn.fans.fan_out == 16 and c_attn.std == pytest.approx(math.sqrt(1 / 16))
-    assert p["blocks.1.c_proj.weight"].std == pytest.approx(math.sqrt(1 / 16) / 2)  # L = 4
+    # L = 4 branches, times the variance the stream starts at: wte + wpe at 1/sqrt(d), 2/d
+    c_proj = p["blocks.1.c_proj.weight"]
+    assert c_proj.std == pytest.approx(math.sqrt(1 / 16) / 2 * math.sqrt(2 / 16))
+    assert "the stream starts at" in c_proj.why
     g2 = initscope.plan(gpt, "gpt2")
     assert g2["blocks.0.fc.weight"].std == 0.02 and g2["wte.weight"].std == 0.02
     assert g2["blocks.1.proj.weight"].std == pytest.approx(0.02 / math.sqrt(4))

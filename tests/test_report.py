@@ -321,3 +321,107 @@ def test_log2_axes_have_a_minimum_span_and_labelled_ticks(report, tmp_path):
             if lo <= v <= hi
         ]
         assert len(shown) >= 3 and all(re.fullmatch(r"\$2\^\{-?\d+\}\$", t) for t in shown)
+
+
+# ----------------------------------------------------------------------------- like layers
+
+
+def blocks(n: int, per_block: dict[str, tuple[float, float]], **over) -> list[dict]:
+    """``n`` repeated blocks ``blocks.<b>.<name>`` whose rows have fixed (out std, grad std)."""
+    rows = []
+    for b in range(n):
+        for name, (out, grad) in per_block.items():
+            rows.append(
+                row(len(rows), path=f"blocks.{b}.{name}", out_std=out, grad_out_std=grad, **over)
+            )
+    return rows
+
+
+def test_trends_compare_like_layers_not_the_pattern_inside_a_block():
+    # a transformer-like block: small q/k gradients, a branch end scaled down by design
+    pattern = {"qkv": (1.0, 0.01), "proj": (0.1, 1.0), "fc1": (1.0, 0.3), "fc2": (0.2, 1.0)}
+    flat = judged(blocks(6, pattern))
+    assert flat.verdict == "healthy", flat.reason
+    assert flat.forward_log2 == pytest.approx(0.0) and flat.backward_slope == pytest.approx(0.0)
+    assert all(s.verdict == "healthy" for s in flat.layers)  # each row against its own group
+    # a real trend inside like layers still fires: every like row's gradient doubles per block
+    growing = {k: (o, g) for k, (o, g) in pattern.items()}
+    rows = blocks(6, growing)
+    for r in rows:
+        r["grad_out_std"] *= 2.0 ** -(r["index"] // 4)  # smaller toward the output
+    report = judged(rows)
+    assert report.verdict == "exploding"
+    # 1 bit per block of 4 rows: the pooled slope is 1/4 bit per row, over 23 rows
+    assert report.backward_slope == pytest.approx(0.25)
+    assert report.backward_log2 == pytest.approx(0.25 * 23)
+
+
+def test_a_stack_without_repeated_blocks_keeps_the_plain_trend():
+    rows = chain(10, out=lambda i: 2.0 ** (-0.3 * i))
+    rows[0]["path"], rows[1]["path"] = "stem", "body"  # unlike names, the rest l2..l9
+    report = judged(rows)
+    assert report.forward_log2 == pytest.approx(-0.3 * 9)  # end points, one group
+    assert report.forward_slope == pytest.approx(-0.3)
+
+
+def test_grouped_backward_trend_is_the_gradient_norm_per_example():
+    # like layers at 4x fewer positions per stage, per-element gradient 2x larger: same norm
+    rows = []
+    for stage in range(4):
+        for b in range(3):
+            for conv in ("conv1", "conv2"):
+                rows.append(
+                    row(
+                        len(rows),
+                        path=f"stages.{stage}.{b}.{conv}",
+                        type="Conv2d",
+                        grad_out_std=2.0**stage,
+                        elements=16 * 4 ** (4 - stage),
+                    )
+                )
+    report = judged(rows)
+    assert report.backward_slope == pytest.approx(0.0) and report.verdict == "healthy"
+    for r in rows:
+        r["elements"] = None  # per element: the gradient grows 1 bit per stage toward the output
+    assert judged(rows).verdict == "vanishing"
+
+
+def test_gates_are_reported_not_fitted():
+    class SE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc1, self.fc2 = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 8, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+            return x * s
+
+    model = nn.Sequential(SE(), SE(), SE())
+    report = diagnose(model, input_shape=(4, 8, 8, 8), generator=torch.Generator().manual_seed(0))
+    roles = {s.path: s.role for s in report.weight_layers()}
+    assert roles["0.fc1"] == roles["2.fc2"] == "gate" and roles["1.conv"] == "body"
+    assert "gate on a pooled map" in report.layers[1].note + report.layers[2].note
+    assert "gate: " in report.reason
+
+
+def test_two_values_per_unit_after_batch_norm_are_not_symmetry():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(16, 16, 1), nn.Conv2d(16, 16, 1)
+            self.bn_a, self.bn_b = nn.BatchNorm2d(16), nn.BatchNorm2d(16)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.bn_a(self.a(x)) + self.bn_b(self.b(x)))  # +-1 +- 1, then ReLU
+
+    gen = torch.Generator().manual_seed(0)
+    two = diagnose(Block(), input_shape=(2, 16, 1, 1), generator=gen)
+    assert two.verdict != "symmetric"
+    assert all(s.identical_groups == 0 for s in two.layers)
+    # constant weights are still caught, on the weight rows, at any batch size
+    copies = Block()
+    nn.init.constant_(copies.a.weight, 0.1)
+    assert diagnose(copies, input_shape=(2, 16, 1, 1), generator=gen).verdict == "symmetric"

@@ -21,8 +21,15 @@ def _tokens(vocab: int, shape: tuple[int, int], seed: int = 1) -> torch.Tensor:
     return torch.randint(0, vocab, shape, generator=_gen(seed))
 
 
-def _image(size: int = 32) -> torch.Tensor:
-    return torch.randn(2, 3, size, size, generator=_gen(2))
+def _image(size: int = 32, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=_gen(2))
+
+
+# BatchNorm networks run in train mode normalize each channel over batch x positions: ImageNet
+# models downsample 32x, so a 32x32 batch of 2 leaves 2 values per channel in the last stage,
+# which a batch normalization maps to exactly -1 and +1 (its gradient is then exactly 0).
+# 64x64 and 8 images leave 32 values per channel.
+_BN_IMAGE = {"size": 64, "batch": 8}
 
 
 def _gpt2() -> tuple[nn.Module, Any]:
@@ -102,11 +109,13 @@ def _hf_convnext() -> tuple[nn.Module, Any]:
     return ConvNextModel(cfg), {"pixel_values": _image()}
 
 
-def _tv(name: str, **kw: Any) -> Callable[[], tuple[nn.Module, Any]]:
+def _tv(
+    name: str, image: dict[str, int] | None = None, **kw: Any
+) -> Callable[[], tuple[nn.Module, Any]]:
     def build() -> tuple[nn.Module, Any]:
         import torchvision
 
-        return getattr(torchvision.models, name)(weights=None, **kw), _image()
+        return getattr(torchvision.models, name)(weights=None, **kw), _image(**(image or {}))
 
     return build
 
@@ -135,11 +144,13 @@ def _tv_convnext() -> tuple[nn.Module, Any]:
     return ConvNeXt(setting, stochastic_depth_prob=0.1, num_classes=10), _image()
 
 
-def _timm(name: str, **kw: Any) -> Callable[[], tuple[nn.Module, Any]]:
+def _timm(
+    name: str, image: dict[str, int] | None = None, **kw: Any
+) -> Callable[[], tuple[nn.Module, Any]]:
     def build() -> tuple[nn.Module, Any]:
         import timm
 
-        return timm.create_model(name, pretrained=False, **kw), _image()
+        return timm.create_model(name, pretrained=False, **kw), _image(**(image or {}))
 
     return build
 
@@ -158,12 +169,18 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("hf_t5", "transformers", _t5),
     ZooModel("hf_vit", "transformers", _hf_vit),
     ZooModel("hf_convnext", "transformers", _hf_convnext),
-    ZooModel("tv_resnet18", "torchvision", _tv("resnet18", num_classes=10)),
+    ZooModel("tv_resnet18", "torchvision", _tv("resnet18", _BN_IMAGE, num_classes=10)),
     ZooModel(
-        "tv_resnet50_zero", "torchvision", _tv("resnet50", num_classes=10, zero_init_residual=True)
+        "tv_resnet50_zero",
+        "torchvision",
+        _tv("resnet50", _BN_IMAGE, num_classes=10, zero_init_residual=True),
     ),
-    ZooModel("tv_efficientnet_b0", "torchvision", _tv("efficientnet_b0", num_classes=10)),
-    ZooModel("tv_mobilenet_v3_small", "torchvision", _tv("mobilenet_v3_small", num_classes=10)),
+    ZooModel(
+        "tv_efficientnet_b0", "torchvision", _tv("efficientnet_b0", _BN_IMAGE, num_classes=10)
+    ),
+    ZooModel(
+        "tv_mobilenet_v3_small", "torchvision", _tv("mobilenet_v3_small", _BN_IMAGE, num_classes=10)
+    ),
     ZooModel("tv_vit_b_16_small", "torchvision", _tv_vit),
     ZooModel("tv_convnext_tiny_small", "torchvision", _tv_convnext),
     ZooModel(
@@ -171,7 +188,7 @@ ZOO: tuple[ZooModel, ...] = (
         "timm",
         _timm("vit_tiny_patch16_224", drop_path_rate=0.1, img_size=32, num_classes=10),
     ),
-    ZooModel("timm_resnet26d", "timm", _timm("resnet26d", num_classes=10)),
+    ZooModel("timm_resnet26d", "timm", _timm("resnet26d", _BN_IMAGE, num_classes=10)),
     ZooModel("timm_deit_tiny", "timm", _timm("deit_tiny_patch16_224", img_size=32, num_classes=10)),
 )
 

@@ -242,7 +242,9 @@ class Collector:
         difference both 0). All on the device; no data-dependent shapes.
         """
         units = t.shape[unit]
-        if t.ndim < 2 or units < 2:
+        if t.ndim < 2 or units < 2 or t.numel() // units < 3:
+            # two values per unit cannot tell copies from chance: a batch normalization over 2
+            # values maps them to exactly -1 and +1, so its units coincide by pigeonhole
             return t.new_zeros(())
         before = math.prod(t.shape[:unit])
         t3 = t.reshape(before, units, -1)

@@ -150,13 +150,36 @@ def _predicted_grad(
     return None
 
 
+def _positions(shape: tuple[int, ...] | None) -> int:
+    """Spatial positions of a batched ``(N, C, *spatial)`` input; 0 without spatial dimensions."""
+    return math.prod(shape[2:]) if shape is not None and len(shape) >= 3 else 0
+
+
+def form(spec: Spec) -> str:
+    """What kind of weight layer a row is beyond its type: kernel size, depthwise, and whether
+    it widens (``<``), narrows (``>``) or keeps (``=``) the width; groups like layers."""
+    m = spec.module
+    n_in = getattr(m, "in_channels", getattr(m, "in_features", None))
+    n_out = getattr(m, "out_channels", getattr(m, "out_features", None))
+    if not isinstance(n_in, int) or not isinstance(n_out, int):
+        return ""
+    kernel = getattr(m, "kernel_size", None)
+    depthwise = getattr(m, "groups", 1) == n_in > 1
+    width = "<" if n_out > n_in else ">" if n_out < n_in else "="
+    return f"{'x'.join(map(str, kernel)) if kernel else ''}{' dw' if depthwise else ''} {width}"
+
+
 def roles(calls: list[Call]) -> list[Role]:
     """``"head"`` for the weight rows that read out the model rather than carry its depth.
 
     A model whose first weight layer reads a batch of sequences or images (input of 3 or more
     dimensions): its trailing weight rows with a 2-D input, after pooling or a token pick to one
-    vector per example. Any model: the last weight row when its output width differs from the
-    weight row before it (a classifier or vocabulary projection). Everything else is ``"body"``.
+    vector per example. ``"gate"``: a convolution that reads one position per example in a
+    model whose first weight layer reads many (a squeeze-excitation's 1x1 convolutions on the
+    pooled map): its gradient sums over the positions of the map it gates, a factor that
+    follows the resolution, not the depth. Any model: the last weight row when its output width
+    differs from the weight row before it (a classifier or vocabulary projection). Everything
+    else is ``"body"``.
     """
     out: list[Role] = ["body"] * len(calls)
     weights = [i for i, c in enumerate(calls) if c.spec.kind == "weight" and c.in_shape]
@@ -167,6 +190,10 @@ def roles(calls: list[Call]) -> list[Role]:
             if len(calls[i].in_shape or ()) != 2:
                 break
             out[i] = "head"
+    first_positions = _positions(calls[weights[0]].in_shape)
+    for i in weights:
+        if out[i] == "body" and first_positions > 1 and _positions(calls[i].in_shape) == 1:
+            out[i] = "gate"
     last, before = calls[weights[-1]], calls[weights[-2]]
     if (
         out[weights[-1]] == "body"
@@ -216,6 +243,12 @@ def layer_rows(
                 "grad_ratio": _ratio(c.grad_std, grad_pred),
                 "role": role[i],
                 "chained": call.chained,
+                "form": form(spec) if spec.kind == "weight" else "",
+                "elements": (
+                    math.prod(call.out_shape[1:])
+                    if call.out_shape and len(call.out_shape) > 1
+                    else None
+                ),
             }
         )
     return rows

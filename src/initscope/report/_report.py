@@ -21,6 +21,17 @@ through it) is left out of that fit and says so in ``note``, never clamped. A ro
 not reach the objective has no gradient (``grad_out_std`` None) and says why. Fewer than
 ``TREND_MIN = 3`` usable body rows: the trend is n/a (nan).
 
+Trends within like layers. A repeated block's layers differ on purpose (small q/k gradients
+through a near-uniform softmax, branch ends scaled by ``1/sqrt(L)`` or LayerScale, a stage's
+first convolution at another resolution), so the trends compare like layers: rows with the same
+path less its numeric components, type and ``form`` form a group with its own intercept; slopes
+are pooled within groups, ``forward_log2`` / ``backward_log2`` are the pooled end-to-end rate
+times the body's span. A body that does not repeat blocks (groups of 2 or more hold fewer than
+3 rows) is one group: the plain end points and slope. Grouped, the backward values are gradient
+norms per example, ``grad_out_std * sqrt(elements)``: a fan-in-scaled layer carries
+``E||W^T d||^2 = fan_in Var(W) ||d||^2`` unchanged across a change of width or stride, the
+per-element std does not. Squeeze-excitation gates (``role == "gate"``) are reported, not fitted.
+
 Verdict rules (the first rule that fires wins, for the model and for each row):
 
 1. ``symmetric``: a row has a group of identical units (``identical_groups > 0``): identical
@@ -109,10 +120,12 @@ class LayerStats:
     modules in between, given only when the rows between form a chain (each input is the previous
     output); ``grad_ratio`` is ``grad_out_std / predicted_grad_std``.
 
-    ``role``: ``"body"`` or ``"head"`` (weight rows; see the module docstring); ``chained``: the
-    input is the previous row's output, unchanged; ``judged_at``: the path of the normalization
-    whose output judges this weight row; ``note``: why a row is left out of a trend (``head``,
-    ``zero-initialized (by design)``, no gradient).
+    ``role``: ``"body"``, ``"head"`` or ``"gate"`` (weight rows; see the module docstring);
+    ``chained``: the input is the previous row's output, unchanged; ``judged_at``: the path of
+    the normalization whose output judges this weight row; ``note``: why a row is left out of a
+    trend (``head``, ``gate``, ``zero-initialized (by design)``, no gradient). ``elements``: the
+    size of one example's output; ``form``: kernel, depthwise and width change of a weight row
+    (with the path less its block indices, the key of its like layers).
     """
 
     index: int
@@ -137,6 +150,8 @@ class LayerStats:
     grad_ratio: float | None = None
     role: str = "body"
     chained: bool = False
+    elements: int | None = None
+    form: str = ""
     judged_at: str | None = None
     note: str = ""
 
@@ -183,15 +198,23 @@ class Report:
         judged = {id(s): _judge(stats, k) for k, s in enumerate(stats) if s.kind == "weight"}
         out = [judged[id(s)][0] for s in body]
         grads = [judged[id(s)][1] for s in body]
-        forward_log2 = _end_to_end(out, forward=True)
-        backward_log2 = _end_to_end(grads, forward=False)
-        forward_slope = _slope(out)
-        backward_slope = -_slope(grads)
+        keys = _group_keys(body, out)
+        grad_keys = _group_keys(body, grads)
+        if any(grad_keys):
+            grads = [_per_example(s, g) for s, g in zip(body, grads, strict=True)]
+        forward_log2 = _end_to_end(out, keys, forward=True)
+        backward_log2 = _end_to_end(grads, grad_keys, forward=False)
+        forward_slope = _slope(out, keys)
+        backward_slope = -_slope(grads, grad_keys)
         deep = len(body) >= DEPTH_MIN
-        first = next((v for v in out if _positive(v)), math.nan)
+        first_of: dict[str, float] = {}
+        for key, v in zip(keys, out, strict=True):
+            if v is not None and _positive(v):
+                first_of.setdefault(key, v)
+        first = {id(s): first_of.get(key, math.nan) for s, key in zip(body, keys, strict=True)}
         for s in stats:
             s.note = _note(s, judged.get(id(s)))
-            s.verdict = _layer_verdict(s, judged.get(id(s)), first, deep)
+            s.verdict = _layer_verdict(s, judged.get(id(s)), first.get(id(s), math.nan), deep)
         verdict, reason = _model_verdict(stats, body, forward_log2, backward_slope, deep)
         raw_out = [s.out_std for s in weights]
         raw_grads = [s.grad_out_std for s in weights]
@@ -356,17 +379,62 @@ def _points(values: Sequence[float | None]) -> list[tuple[int, float]]:
     return [(i, math.log2(v)) for i, v in enumerate(values) if v is not None and _positive(v)]
 
 
-def _end_to_end(values: Sequence[float | None], forward: bool) -> float:
-    """``log2(last / first)`` forward, ``log2(first / last)`` backward, over the usable values;
-    inf when one is infinite (forward), nan when one is nan or fewer than TREND_MIN are usable."""
+def _like(path: str, type_name: str, form: str = "") -> str:
+    """The key of a row's like layers: its path with every numeric component (a block or stage
+    index) and any call suffix replaced by ``#``, and its type (``blocks.3.attn.qkv`` and
+    ``blocks.7.attn.qkv`` are like layers; ``attn.qkv`` and ``attn.proj`` are not)."""
+    parts = path.split("#")[0].split(".")
+    return ".".join("#" if part.isdigit() else part for part in parts) + f":{type_name} {form}"
+
+
+def _group_keys(body: Sequence[LayerStats], values: Sequence[float | None]) -> list[str]:
+    """Each body row's group for the trends: its like layers (:func:`_like`) when the groups with
+    2 or more usable values hold at least ``TREND_MIN`` values, else one group for all rows (a
+    stack whose layers are not repeated blocks: the plain end-to-end trend)."""
+    keys = [_like(s.path, s.type, s.form) for s in body]
+    counts: dict[str, int] = {}
+    for key, v in zip(keys, values, strict=True):
+        if _positive(v):
+            counts[key] = counts.get(key, 0) + 1
+    if sum(n for n in counts.values() if n >= 2) >= TREND_MIN and len(counts) > 1:
+        return keys
+    return [""] * len(keys)
+
+
+def _grouped(values: Sequence[float | None], keys: Sequence[str]) -> list[list[tuple[int, float]]]:
+    """The usable points of each group that has 2 or more of them."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for i, y in _points(values):
+        groups.setdefault(keys[i], []).append((i, y))
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def _per_example(s: LayerStats, grad: float | None) -> float | None:
+    """The gradient's norm per example, ``grad_std * sqrt(elements)``, ``elements`` the size of
+    one example's output (channels x positions): the quantity a weight layer with fan-in scaling
+    carries backward unchanged across a change of width or resolution, ``E||W^T d||^2 = fan_in
+    Var(W) ||d||^2`` (the per-element std changes by ``sqrt(fan_out / fan_in)`` there)."""
+    if grad is None or s.elements is None:
+        return grad
+    return grad * math.sqrt(s.elements)
+
+
+def _end_to_end(values: Sequence[float | None], keys: Sequence[str], forward: bool) -> float:
+    """The change of log2 over the body: ``log2(last / first)`` forward, ``log2(first / last)``
+    backward, within like layers: ``sum_g (y_last - y_first) / sum_g (x_last - x_first)`` over
+    the groups, times the span of the body (one group: exactly ``y_last - y_first``). inf when
+    a value is infinite (forward), nan when one is nan or fewer than TREND_MIN are usable."""
     if any(v is not None and math.isnan(v) for v in values):
         return math.nan
     if any(v is not None and math.isinf(v) for v in values):
         return math.inf if forward else math.nan
     points = _points(values)
-    if len(points) < TREND_MIN:
+    groups = _grouped(values, keys)
+    if len(points) < TREND_MIN or sum(len(g) for g in groups) < TREND_MIN:
         return math.nan
-    change = points[-1][1] - points[0][1]
+    rise = sum(g[-1][1] - g[0][1] for g in groups)
+    run = sum(g[-1][0] - g[0][0] for g in groups)
+    change = rise / run * (points[-1][0] - points[0][0])
     return change if forward else -change
 
 
@@ -376,15 +444,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def _slope(values: Sequence[float | None]) -> float:
-    points = _points(values)
-    if len(points) < TREND_MIN:
+def _slope(values: Sequence[float | None], keys: Sequence[str]) -> float:
+    """Least-squares slope of log2 per body row, pooled within the groups of like layers (each
+    group its own intercept: ``sum_g sum (x - mean_g x)(y - mean_g y) / sum_g sum (x - mean_g
+    x)^2``); one group is the ordinary slope."""
+    groups = _grouped(values, keys)
+    if sum(len(g) for g in groups) < TREND_MIN:
         return math.nan
-    n = len(points)
-    mx = sum(i for i, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((i - mx) ** 2 for i, _ in points)
-    return sum((i - mx) * (y - my) for i, y in points) / sxx
+    sxy = sxx = 0.0
+    for g in groups:
+        mx = sum(i for i, _ in g) / len(g)
+        my = sum(y for _, y in g) / len(g)
+        sxx += sum((i - mx) ** 2 for i, _ in g)
+        sxy += sum((i - mx) * (y - my) for i, y in g)
+    return sxy / sxx
 
 
 def _finite(value: float | None) -> bool:
@@ -398,6 +471,8 @@ def _note(s: LayerStats, judged: tuple[float, float | None] | None) -> str:
     notes = []
     if s.role == "head":
         notes.append("head: reported, not fitted")
+    elif s.role == "gate":
+        notes.append("gate on a pooled map: reported, not fitted")
     if s.weight_std == 0:
         notes.append("zero-initialized (by design): weights all 0, left out of the fit")
     elif out == 0:
@@ -437,6 +512,7 @@ def _left_out(stats: list[LayerStats]) -> str:
     parts = []
     for label, rows in (
         ("head", [s for s in stats if s.kind == "weight" and s.role == "head"]),
+        ("gate", [s for s in stats if s.kind == "weight" and s.role == "gate"]),
         ("zero-initialized", [s for s in stats if s.weight_std == 0 and s.kind == "weight"]),
         ("no gradient", [s for s in stats if "no gradient" in s.note]),
         ("zero gradient", [s for s in stats if "gradient exactly 0" in s.note]),

@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 Verdict = Literal["healthy", "exploding", "vanishing", "dead", "saturated", "symmetric"]
 Kind = Literal["weight", "activation", "norm", "embedding", "attention", "recurrent"]
-Role = Literal["body", "head"]
+Role = Literal["body", "head", "gate"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 KINDS: tuple[str, ...] = get_args(Kind)
 

@@ -43,10 +43,12 @@ from initscope.policy.presets.base import (
     bias_param,
     critical,
     deep_plain,
+    embedding_std,
     follows,
     norm_takes_end,
     post_norm_attention,
     shared,
+    tied_head,
     weight_param,
     zero_bias,
 )
@@ -232,6 +234,24 @@ def _exact_var(facts: ModelFacts, layer: Layer) -> Var:
     return Var("variance_scaling", g2, why)
 
 
+def stream_start(facts: ModelFacts) -> tuple[float, str] | None:
+    """The variance of a residual stream that starts from embeddings tied to an output head,
+    when it is not 1: the tied embedding's ``auto`` std (``1/sqrt(d)`` for GPT-2, so the logits
+    start at unit variance) squared, times the embeddings summed into the stream (it and its
+    partners, which get the same std). A pre-norm stream's norms divide the gradient by the
+    stream's std: branches that add unit variance to a stream that starts at ``2/d`` make the
+    first blocks' gradients up to ``sqrt(1 + d / 2)``-fold those of the last (measured on GPT-2 at
+    d = 64, 2 blocks: +1.9 bits toward the input against +0.35 with HF's own init)."""
+    for layer in facts.layers:
+        if layer.kind == "embedding" and tied_head(facts, layer) is not None:
+            std = embedding_std(facts, layer)[0]
+            n = 1 + len(layer.summed_with)
+            if not math.isclose(std * std * n, 1.0):
+                what = f"{layer.path}" + (f" + {', '.join(layer.summed_with)}" if n > 1 else "")
+                return std * std * n, f"{what} at std {num(std)}"
+    return None
+
+
 def named(facts: ModelFacts, layer: Layer, name: str, v: Var) -> Choice:
     """Step 2 of the module docstring's table: residual scaling, then the scheme that draws it.
 
@@ -255,6 +275,14 @@ def named(facts: ModelFacts, layer: Layer, name: str, v: Var) -> Choice:
             f"variance / L (std x 1/sqrt({facts.L_acc})), so the branches sum to the "
             "variance of one"
         )
+        start = stream_start(facts)
+        if start is not None:
+            scale *= start[0]
+            why += (
+                f" times {num(start[0])}, the variance the stream starts at ({start[1]}): "
+                "the branches then add as much as the embeddings hold, and the norms that "
+                "read the stream see its scale change by at most sqrt(2)"
+            )
     elif layer.ends_residual and layer.post_norm:
         why += "; ends a post-norm residual branch: the add is renormalized, no 1/sqrt(L)"
 
