@@ -105,11 +105,12 @@ def first_tensor(obj: Any) -> torch.Tensor | None:
 
 @dataclass
 class Moments:
-    """Mean and 2-norm of ``n`` elements; the population std is formed on the host."""
+    """Mean and 2-norm of ``n`` elements; the population std is formed on the host. ``n`` is an
+    int, or a device tensor until :func:`gather` where it was summed across ranks."""
 
     mean: Value = None
     l2: Value = None
-    n: int = 0
+    n: Value = 0
 
     @classmethod
     def of(cls, t: torch.Tensor) -> Moments:
@@ -162,9 +163,12 @@ class Call:
 
 
 class Collector:
-    """Receives the hooks' calls; keeps the statistics as device tensors."""
+    """Receives the hooks' calls; keeps the statistics as device tensors. With ``units`` the
+    dead statistic of a multi-dimensional output is kept per unit (1.0 dead, 0.0 alive), for a
+    reduction across ranks, instead of the fraction."""
 
-    def __init__(self) -> None:
+    def __init__(self, units: bool = False) -> None:
+        self.units = units
         self.calls: list[Call] = []
         self.open: list[Call] = []
         self._counts: Counter[str] = Counter()
@@ -211,7 +215,8 @@ class Collector:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)
             if spec.kind in ("weight", "activation"):
-                call.stats.dead = ((high == 0) & (low == 0)).float().mean()
+                dead = ((high == 0) & (low == 0)).float()
+                call.stats.dead = dead if self.units else dead.mean()
             if spec.kind != "weight" and not call.chained:
                 call.stats.groups = self.identical_groups(yf, unit, high != low)
         elif spec.kind in ("weight", "activation"):

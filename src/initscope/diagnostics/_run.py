@@ -32,6 +32,8 @@ from initscope.diagnostics._inputs import (
     synthetic_input,
     validate,
 )
+from initscope.diagnostics import _reduce
+from initscope.diagnostics._reduce import global_tensor
 from initscope.diagnostics._rows import fans_of, layer_rows
 from initscope.report import Report
 
@@ -46,6 +48,7 @@ def diagnose(
     loss_fn: Callable[..., torch.Tensor] | None = None,
     target: object = None,
     generator: torch.Generator | None = None,
+    reduce: bool = True,
 ) -> Report:
     """Run one forward and backward pass and report, per layer, what the signal does.
 
@@ -79,6 +82,18 @@ def diagnose(
         target: the target for ``loss_fn``.
         generator: the source of every random draw (synthetic input and ``g``); None draws from
             torch's default generator.
+        reduce: when ``torch.distributed`` is initialized with more than one rank, each rank
+            holding its part of the global batch (data parallel, DDP or FSDP), combine every
+            statistic across ranks before the host transfer, so that every rank returns the
+            report of the global batch: moments from summed ``n``, ``sum x``, ``sum x^2``;
+            a unit dead only if dead on every rank; saturated fractions from summed counts;
+            identical activation groups as the minimum of the ranks' counts; weight gradients
+            all-reduced (summed for ``<y, g>``, averaged with ``loss_fn`` as DDP does, and the
+            output gradients scaled by ``1 / world`` to match: exact for a mean-reduced loss
+            over local batches of equal size). A rank that fails makes every rank raise (no
+            hang). ``False``: each rank reports its local batch. Parameters that are DTensors
+            (FSDP2 ``fully_shard``, tensor parallel) are read whole (``full_tensor``) either
+            way. Without a process group this changes nothing.
 
     Returns:
         A :class:`Report` (``print(report)`` for the table, ``report.plot()``,
@@ -86,7 +101,9 @@ def diagnose(
 
     Raises:
         TypeError: ``model`` not an ``nn.Module``, ``inputs`` not tensors, ``loss_fn`` not callable,
-            ``generator`` not a ``torch.Generator``.
+            ``generator`` not a ``torch.Generator``, ``reduce`` not a bool.
+        RuntimeError: (reducing across ranks) the pass failed on another rank, or the ranks
+            measured different layers or shapes.
         ValueError: neither or both of ``inputs`` and ``input_shape``; a non-positive dimension;
             ``target`` without ``loss_fn``; a model without parameters, on the meta device or with
             lazy parameters not yet materialized; a
@@ -96,27 +113,51 @@ def diagnose(
             output or loss that does not depend on the parameters. Nothing is changed either way.
     """
     validate(model, inputs, input_shape, loss_fn, target, generator)
+    if not isinstance(reduce, bool):
+        raise TypeError(f"reduce: expected a bool, got {type(reduce).__name__}")
     specs = _specs(model)
     synthetic = inputs is None
+    across = _reduce.active(reduce)
     with state_guard(model):
-        if synthetic:
-            batch = Batch.of(synthetic_input(model, tuple(input_shape or ()), generator, specs))
-        else:
-            batch = Batch.of(inputs)
-        check_batch(batch, "input_shape" if synthetic else "inputs")
-        params = [p for p in model.parameters() if p.is_floating_point()]
-        for p in params:
-            p.requires_grad_(True)
-        collector = Collector()
-        with hooked(specs, collector), torch.enable_grad():
-            output = forward(model, batch, collector)
-            objective = objective_of(output, loss_fn, target, generator)
-            grads = torch.autograd.grad(objective, params, allow_unused=True)
+        failure: Exception | None = None
+        try:
+            if synthetic:
+                batch = Batch.of(synthetic_input(model, tuple(input_shape or ()), generator, specs))
+            else:
+                batch = Batch.of(inputs)
+            check_batch(batch, "input_shape" if synthetic else "inputs")
+            params = [p for p in model.parameters() if p.is_floating_point()]
+            for p in params:
+                p.requires_grad_(True)
+            collector = Collector(units=across)
+            with hooked(specs, collector), torch.enable_grad():
+                output = forward(model, batch, collector)
+                objective = objective_of(output, loss_fn, target, generator)
+                grads = torch.autograd.grad(objective, params, allow_unused=True)
+            checks = Checks.of(batch, output, objective)
+            if across:
+                world = torch.distributed.get_world_size()
+                grad_scale = 1.0 / world if loss_fn is not None else 1.0
+                reduction = _reduce.Reduction.of(
+                    [call.stats for call in collector.calls], checks, grad_scale
+                )
+                signature = reduction.signature() + _reduce.grads_signature(grads)
+        except Exception as error:
+            if not across:
+                raise
+            failure = error
+        if across:
+            # every rank learns whether any failed before the next collective: no hang
+            _reduce.agree(failure is not None, [0] * 4 if failure is not None else signature)
+            if failure is not None:
+                raise failure
+            grads = tuple(_reduce.reduce_grads(grads, mean=loss_fn is not None))
         grad_of = {id(p): g for p, g in zip(params, grads, strict=True)}
         called = {id(call.spec.module): call.spec for call in collector.calls}
         modules = {key: _module_stats(spec, grad_of, collector) for key, spec in called.items()}
         fans = {key: fans_of(spec) for key, spec in called.items()}  # reads weights: guarded
-        checks = Checks.of(batch, output, objective)
+        if across:
+            reduction.run()
     gather([checks, *(call.stats for call in collector.calls), *modules.values()])
     checks.raise_if_bad(loss_fn is not None)
     first = batch.first()
@@ -165,11 +206,11 @@ def _module_stats(
     params = [w for w in _weights(spec) if w.numel() > 0]
     if not params:
         return stats
-    weights = [w.detach() for w in params]
+    weights = [global_tensor(w.detach()) for w in params]  # a sharded parameter whole
     stats.weight = Moments.of(_flat(weights))
     bias = getattr(spec.module, "bias", None)
     if spec.kind == "weight" and isinstance(bias, torch.Tensor) and bias.numel() > 0:
-        stats.bias = Moments.of(bias.detach().float())
+        stats.bias = Moments.of(global_tensor(bias.detach()).float())
     if spec.kind in ("weight", "embedding"):
         w = weights[0]
         if spec.layer == "conv_transpose":
@@ -182,7 +223,7 @@ def _module_stats(
     grads = [grad_of.get(id(w)) for w in params]
     present = [g for g in grads if g is not None]
     if len(present) == len(grads):
-        stats.grad = Moments.of(_flat([g.detach() for g in present]))
+        stats.grad = Moments.of(_flat([global_tensor(g.detach()) for g in present]))
     return stats
 
 
