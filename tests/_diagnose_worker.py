@@ -22,9 +22,7 @@ BATCH = 64
 
 def model() -> nn.Module:
     torch.manual_seed(0)
-    m = nn.Sequential(
-        nn.Linear(24, 40), nn.ReLU(), nn.Linear(40, 40), nn.Tanh(), nn.Linear(40, 12)
-    )
+    m = nn.Sequential(nn.Linear(24, 40), nn.ReLU(), nn.Linear(40, 40), nn.Tanh(), nn.Linear(40, 12))
     with torch.no_grad():
         m[0].bias[:20] = -4.0  # units that fire rarely: dead on one half of the batch, not both
     return m
@@ -64,10 +62,14 @@ def main(case: str, out: Path) -> None:
     try:
         result["report"] = initscope.diagnose(m, x, loss_fn=mse, target=y).to_dict()
         if case == "ddp":
-            result["local"] = initscope.diagnose(m, x, loss_fn=mse, target=y, reduce=False).to_dict()
+            result["local"] = initscope.diagnose(
+                m, x, loss_fn=mse, target=y, reduce=False
+            ).to_dict()
     except Exception as error:  # reported to the test
         result["error"] = f"{type(error).__name__}: {error}"
-    result["unchanged"] = all(torch.equal(before[n], p) for n, p in m.named_parameters())
+    result["unchanged"] = all(
+        torch.equal(before[n], p) and p.grad is None for n, p in m.named_parameters()
+    )
     torch.save(result, out / f"rank{rank}.pt")
     dist.destroy_process_group()
 

@@ -26,7 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(case: str, world: int, out: Path, timeout: float = 120.0) -> list[dict]:
+def run_ranks(
+    case: str, world: int, out: Path, timeout: float = 120.0, worker: Path = WORKER
+) -> list[dict]:
     env = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
@@ -37,7 +39,7 @@ def run_ranks(case: str, world: int, out: Path, timeout: float = 120.0) -> list[
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), case, str(out)],
+            [sys.executable, str(worker), case, str(out)],
             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -101,3 +103,64 @@ def test_a_rank_that_never_arrives_makes_the_others_raise(tmp_path) -> None:
     results = run_ranks("hang", 2, tmp_path)
     assert "did not hear from every rank within 2 s" in results[0]["error"]
     assert results[0]["unchanged"]
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+DIAGNOSE_WORKER = Path(__file__).with_name("_diagnose_worker.py")
+STDS = ("in_std", "out_std", "grad_out_std", "weight_std", "weight_grad_std")
+
+
+def whole_batch_report() -> dict:
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from _diagnose_worker import batch, model, mse
+    finally:
+        sys.path.pop(0)
+    x, y = batch()
+    return initscope.diagnose(model(), x, loss_fn=mse, target=y).to_dict()
+
+
+def check_whole_batch(report: dict, ref: dict) -> None:
+    assert report["verdict"] == ref["verdict"]
+    assert len(report["layers"]) == len(ref["layers"])
+    for got, want in zip(report["layers"], ref["layers"], strict=True):
+        for stat in STDS:
+            if want[stat] is None:
+                assert got[stat] is None, (want["path"], stat)
+            else:
+                assert got[stat] == pytest.approx(want[stat], rel=1e-5), (want["path"], stat)
+        for stat in ("dead_fraction", "saturated_fraction"):
+            assert got[stat] == pytest.approx(want[stat], abs=1e-12), (want["path"], stat)
+        assert got["identical_groups"] == want["identical_groups"]
+
+
+@pytest.mark.parametrize("case", ["ddp", "fsdp"])
+def test_diagnose_on_two_halves_reports_the_whole_batch(case, tmp_path) -> None:
+    results = run_ranks(case, 2, tmp_path, worker=DIAGNOSE_WORKER)
+    ref = whole_batch_report()
+    assert ref["layers"][1]["dead_fraction"] == 0.25  # ReLU units dead on the whole batch
+    for r in results:
+        assert "error" not in r, r.get("error")
+        assert r["unchanged"]
+        check_whole_batch(r["report"], ref)
+    if case == "ddp":  # the local reports differ: a unit dead on one half lives on the other
+        assert results[0]["local"]["layers"][1]["dead_fraction"] > 0.25
+        assert results[0]["local"]["layers"][0]["out_std"] != pytest.approx(
+            ref["layers"][0]["out_std"], rel=1e-3
+        )
+
+
+def test_diagnose_nan_on_one_rank_raises_on_every_rank(tmp_path) -> None:
+    for r in run_ranks("nan", 2, tmp_path, worker=DIAGNOSE_WORKER):
+        assert r["error"] == "ValueError: inputs: the batch contains NaN or inf"
+        assert r["unchanged"]
+
+
+def test_diagnose_failure_on_one_rank_raises_on_every_rank(tmp_path) -> None:
+    results = run_ranks("fail", 2, tmp_path, worker=DIAGNOSE_WORKER)
+    assert "expects input of shape (*, 24)" in results[1]["error"]
+    assert (
+        results[0]["error"] == "RuntimeError: diagnose failed on rank(s) [1]; their errors say why"
+    )
+    assert all(r["unchanged"] for r in results)

@@ -34,9 +34,7 @@ Finish = Callable[[torch.Tensor, torch.Tensor], None]
 def active(reduce: bool) -> bool:
     """Whether :func:`initscope.diagnose` combines across ranks: asked, and a process group of
     more than one rank is initialized."""
-    return (
-        reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    )
+    return reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def is_dtensor(t: torch.Tensor) -> bool:
@@ -171,7 +169,9 @@ class Reduction:
         self._seen.add(id(m))
         n = float(m.n)
         mean, l2 = m.mean.to(torch.float64), m.l2.to(torch.float64)
-        at = self._put(False, torch.stack((mean.new_tensor(n), mean * (n * scale), (l2 * scale) ** 2)))
+        at = self._put(
+            False, torch.stack((mean.new_tensor(n), mean * (n * scale), (l2 * scale) ** 2))
+        )
 
         def finish(sums: torch.Tensor, maxes: torch.Tensor) -> None:
             n_all, s1, s2 = sums[at]

@@ -133,7 +133,15 @@ def diagnose(
             with hooked(specs, collector), torch.enable_grad():
                 output = forward(model, batch, collector)
                 objective = objective_of(output, loss_fn, target, generator)
-                grads = torch.autograd.grad(objective, params, allow_unused=True)
+                if any(_reduce.is_dtensor(p) for p in params):
+                    # FSDP2 reduces the gradients into the sharded parameters' .grad in its
+                    # backward hooks (the guard restores .grad); autograd.grad would not see them
+                    for p in params:
+                        p.grad = None
+                    objective.backward()
+                    grads = tuple(p.grad for p in params)
+                else:
+                    grads = torch.autograd.grad(objective, params, allow_unused=True)
             checks = Checks.of(batch, output, objective)
             if across:
                 world = torch.distributed.get_world_size()
