@@ -48,7 +48,12 @@ def is_dtensor(t: torch.Tensor) -> bool:
 def global_tensor(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor of a DTensor (a sharded parameter: FSDP2, tensor parallel), gathered from
     its shards; any other tensor as it is. A collective for a DTensor: every rank calls it."""
-    return t.full_tensor() if is_dtensor(t) else t
+    if dist.is_available():
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(t, DTensor):
+            return t.full_tensor()
+    return t
 
 
 def _device() -> torch.device:

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from initscope._torch import Batch, state_guard
+from initscope.diagnostics import _reduce
 from initscope.diagnostics._hooks import (
     Collector,
     ModuleStats,
@@ -32,7 +33,6 @@ from initscope.diagnostics._inputs import (
     synthetic_input,
     validate,
 )
-from initscope.diagnostics import _reduce
 from initscope.diagnostics._reduce import global_tensor
 from initscope.diagnostics._rows import fans_of, layer_rows
 from initscope.report import Report
