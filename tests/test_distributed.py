@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
 
 import initscope
 
@@ -164,3 +165,16 @@ def test_diagnose_failure_on_one_rank_raises_on_every_rank(tmp_path) -> None:
         results[0]["error"] == "RuntimeError: diagnose failed on rank(s) [1]; their errors say why"
     )
     assert all(r["unchanged"] for r in results)
+
+
+def test_diagnose_reduce_without_a_process_group_changes_nothing() -> None:
+    m = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+
+    def report(**kw) -> str:
+        return initscope.diagnose(m, x, generator=torch.Generator().manual_seed(1), **kw).to_json()
+
+    assert not dist.is_initialized()
+    assert report() == report(reduce=False)
+    with pytest.raises(TypeError, match="reduce: expected a bool"):
+        initscope.diagnose(m, x, reduce=1)
