@@ -6,6 +6,7 @@ Writes OUT_DIR/rank{r}.pt: the global values of every parameter (gathered), or t
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import timedelta
@@ -113,8 +114,13 @@ def main(case: str, out: Path) -> None:
         )
     torch.save(result, out / f"rank{rank}.pt")
     if case != "hang":
+        dist.barrier()  # no rank tears gloo down while another still talks to it
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1], Path(sys.argv[2]))
+    sys.stdout.flush()
+    # gloo's background threads can abort the interpreter's own shutdown ("terminate called
+    # without an active exception") after the result is saved: leave without it.
+    os._exit(0)
