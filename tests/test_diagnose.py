@@ -660,3 +660,23 @@ def test_synthetic_batch_is_what_diagnose_draws():
     with pytest.raises(ValueError, match="input_shape: expected a batch"):
         synthetic_batch(model, (12,))
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_finiteness_flag_matches_isfinite_everywhere(dtype: torch.dtype) -> None:
+    """The batch/output check reads two extremes; it must flag a NaN or an infinity wherever it
+    sits (head, vectorized body, tail; contiguous or not) exactly as an elementwise isfinite."""
+    from initscope.diagnostics._inputs import _all_finite
+
+    g = gen(0)
+    for n in (1, 7, 33, 1000):
+        for pos in sorted({0, n // 2, n - 1}):
+            for bad in (math.nan, math.inf, -math.inf, None):
+                t = torch.randn(n, generator=g).to(dtype)
+                if bad is not None:
+                    t[pos] = bad
+                want = float(torch.isfinite(t).all())
+                assert _all_finite([t]) == torch.tensor(want)
+                assert _all_finite([torch.ones(2, 3, dtype=dtype), t.reshape(1, -1).t()]) == want
+    assert _all_finite([]) is None
+    assert float(_all_finite([torch.zeros(0, 3, dtype=dtype)])) == 1.0

@@ -67,7 +67,7 @@ def classify(path: str, module: nn.Module) -> Spec | None:
     if kind is not None:
         kernel = getattr(module, "kernel_size", ()) if layer in ("conv", "conv_transpose") else ()
         spatial = len(kernel) if isinstance(kernel, tuple) else 0
-        channel_norm = norm_kind(module) in _CHANNEL_NORMS
+        channel_norm = layer == "norm" and norm_kind(module) in _CHANNEL_NORMS
         return Spec(path, module, layer, kind, spatial=spatial, channel_norm=channel_norm)
     act = from_module(module)
     if act is None or act.name in ("identity", "linear"):
@@ -345,6 +345,17 @@ def probing(specs: list[Spec]) -> Iterator[None]:
         yield
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class (``dataclasses.fields`` is slow)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def gather(records: list[Any]) -> None:
     """Move every tensor field of ``records`` (dataclasses, nested) to the host at once, one
     ``tolist()`` per device, replacing each by its float in place; None stays None."""
@@ -355,10 +366,10 @@ def gather(records: list[Any]) -> None:
         if id(obj) in seen:
             return
         seen.add(id(obj))
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
+        for name in _field_names(type(obj)):
+            value = getattr(obj, name)
             if isinstance(value, torch.Tensor):
-                slots.append((obj, f.name, value))
+                slots.append((obj, name, value))
             elif dataclasses.is_dataclass(value):
                 visit(value)
 
