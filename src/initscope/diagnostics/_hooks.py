@@ -174,6 +174,10 @@ class Collector:
             None  # last output, its version, its call
         )
         self._keys: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        # row sums awaiting count_row_groups, by (rows, device): (where to put the count, sums)
+        self._row_sums: dict[
+            tuple[int, torch.device], list[tuple[ModuleStats, torch.Tensor, torch.Tensor]]
+        ] = {}
 
     def pre(self, spec: Spec, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = first_tensor(args)
@@ -257,23 +261,38 @@ class Collector:
         ok = eligible[order]
         return _runs(same & ok[1:] & ok[:-1])
 
-    def row_groups(self, rows: torch.Tensor) -> torch.Tensor:
-        """Number of groups (size >= 2) of identical non-zero rows of a contiguous (units, M)
-        matrix.
+    def row_groups(self, rows: torch.Tensor, into: ModuleStats) -> None:
+        """Count the groups (size >= 2) of identical non-zero rows of a contiguous (units, M)
+        matrix into ``into.groups``, at the latest in :meth:`count_row_groups`.
 
         Rows are compared through their sum and a weighted sum with fixed quasi-random weights:
         identical rows give bit-identical sums (the row-wise reduction runs over contiguous memory).
+        The sums are taken here, matrix by matrix; the comparison of the sums, a few small ops,
+        waits to run once for all matrices with as many rows on one device.
         """
         units, width = rows.shape
         if units < 2 or width == 0:
-            return rows.new_zeros(())
+            into.groups = rows.new_zeros(())
+            return
         h1 = rows.sum(1)
         h2 = (rows * self._key_weights(1, width, rows.device).reshape(width)).sum(1)
-        ok = torch.isfinite(h1 + h2) & ((h1 != 0) | (h2 != 0))
-        key = torch.where(ok, h2, float("nan"))
-        order = torch.argsort(key)
-        k2, k1 = key[order], h1[order]
-        return _runs((k2[1:] == k2[:-1]) & (k1[1:] == k1[:-1]))
+        self._row_sums.setdefault((units, rows.device), []).append((into, h1, h2))
+
+    def count_row_groups(self) -> None:
+        """The comparison for every matrix :meth:`row_groups` received: sort each matrix's rows by
+        the weighted sum (a batched sort orders each row of the batch as a sort of that row
+        alone), count runs of neighbours with both sums equal."""
+        for pending in self._row_sums.values():
+            h1 = torch.stack([p[1] for p in pending])
+            h2 = torch.stack([p[2] for p in pending])
+            ok = torch.isfinite(h1 + h2) & ((h1 != 0) | (h2 != 0))
+            key = torch.where(ok, h2, float("nan"))
+            k2, order = torch.sort(key, dim=1)
+            k1 = h1.gather(1, order)
+            counts = _runs((k2[:, 1:] == k2[:, :-1]) & (k1[:, 1:] == k1[:, :-1]))
+            for (stats, _, _), count in zip(pending, counts, strict=True):
+                stats.groups = count
+        self._row_sums.clear()
 
     def _key_weights(self, before: int, after: int, device: torch.device) -> torch.Tensor:
         key = (before, after, device)
@@ -290,8 +309,9 @@ class Collector:
 
 
 def _runs(same: torch.Tensor) -> torch.Tensor:
-    """Number of runs of True in ``same`` (neighbour i equals neighbour i + 1): the groups."""
-    return (same.sum() - (same[1:] & same[:-1]).sum()).float()
+    """Number of runs of True along the last dimension of ``same`` (neighbour i equals neighbour
+    i + 1): the groups."""
+    return (same.sum(-1) - (same[..., 1:] & same[..., :-1]).sum(-1)).float()
 
 
 def host_std(mean: float | None, l2: float | None, n: int) -> float | None:

@@ -115,6 +115,7 @@ def diagnose(
         grad_of = {id(p): g for p, g in zip(params, grads, strict=True)}
         called = {id(call.spec.module): call.spec for call in collector.calls}
         modules = {key: _module_stats(spec, grad_of, collector) for key, spec in called.items()}
+        collector.count_row_groups()
         fans = {key: fans_of(spec) for key, spec in called.items()}  # reads weights: guarded
         checks = Checks.of(batch, output, objective)
     gather([checks, *(call.stats for call in collector.calls), *modules.values()])
@@ -178,7 +179,7 @@ def _module_stats(
             rows = w.t()
         else:
             rows = w.reshape(w.shape[0], -1)
-        stats.groups = collector.row_groups(rows.float().contiguous())
+        collector.row_groups(rows.float().contiguous(), into=stats)
     grads = [grad_of.get(id(w)) for w in params]
     present = [g for g in grads if g is not None]
     if len(present) == len(grads):
