@@ -174,6 +174,10 @@ class Collector:
             None  # last output, its version, its call
         )
         self._keys: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        # per-unit max and min of outputs awaiting finish(), by (units, device)
+        self._extremes: dict[
+            tuple[torch.Size, torch.device], list[tuple[CallStats, torch.Tensor, torch.Tensor]]
+        ] = {}
         # row sums awaiting count_row_groups, by (rows, device): (where to put the count, sums)
         self._row_sums: dict[
             tuple[int, torch.device], list[tuple[ModuleStats, torch.Tensor, torch.Tensor]]
@@ -215,7 +219,10 @@ class Collector:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)
             if spec.kind in ("weight", "activation"):
-                call.stats.dead = ((high == 0) & (low == 0)).float().mean()
+                # a unit is dead when its max and min are both 0; counted in finish(), batched
+                self._extremes.setdefault((high.shape, high.device), []).append(
+                    (call.stats, high, low)
+                )
             if spec.kind != "weight" and not call.chained:
                 call.stats.groups = self.identical_groups(yf, unit, high != low)
         elif spec.kind in ("weight", "activation"):
@@ -277,6 +284,19 @@ class Collector:
         h1 = rows.sum(1)
         h2 = (rows * self._key_weights(1, width, rows.device).reshape(width)).sum(1)
         self._row_sums.setdefault((units, rows.device), []).append((into, h1, h2))
+
+    def finish(self) -> None:
+        """The statistics left to batches after the pass: the dead fraction of every call
+        (units whose max and min over the batch are both 0; a mean of 0/1 values, exact in any
+        order) and the identical-row counts (:meth:`count_row_groups`)."""
+        for pending in self._extremes.values():
+            high = torch.stack([p[1] for p in pending])
+            low = torch.stack([p[2] for p in pending])
+            dead = ((high == 0) & (low == 0)).float().flatten(1).mean(1)
+            for (stats, _, _), fraction in zip(pending, dead, strict=True):
+                stats.dead = fraction
+        self._extremes.clear()
+        self.count_row_groups()
 
     def count_row_groups(self) -> None:
         """The comparison for every matrix :meth:`row_groups` received: sort each matrix's rows by

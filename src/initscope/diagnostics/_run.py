@@ -115,7 +115,7 @@ def diagnose(
         grad_of = {id(p): g for p, g in zip(params, grads, strict=True)}
         called = {id(call.spec.module): call.spec for call in collector.calls}
         modules = {key: _module_stats(spec, grad_of, collector) for key, spec in called.items()}
-        collector.count_row_groups()
+        collector.finish()
         fans = {key: fans_of(spec) for key, spec in called.items()}  # reads weights: guarded
         checks = Checks.of(batch, output, objective)
     gather([checks, *(call.stats for call in collector.calls), *modules.values()])
