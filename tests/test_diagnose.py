@@ -660,3 +660,68 @@ def test_synthetic_batch_is_what_diagnose_draws():
     with pytest.raises(ValueError, match="input_shape: expected a batch"):
         synthetic_batch(model, (12,))
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_finiteness_flag_matches_isfinite_everywhere(dtype: torch.dtype) -> None:
+    """The batch/output check reads two extremes; it must flag a NaN or an infinity wherever it
+    sits (head, vectorized body, tail; contiguous or not) exactly as an elementwise isfinite."""
+    from initscope.diagnostics._inputs import _all_finite
+
+    g = gen(0)
+    for n in (1, 7, 33, 1000):
+        for pos in sorted({0, n // 2, n - 1}):
+            for bad in (math.nan, math.inf, -math.inf, None):
+                t = torch.randn(n, generator=g).to(dtype)
+                if bad is not None:
+                    t[pos] = bad
+                want = float(torch.isfinite(t).all())
+                assert _all_finite([t]) == torch.tensor(want)
+                assert _all_finite([torch.ones(2, 3, dtype=dtype), t.reshape(1, -1).t()]) == want
+    assert _all_finite([]) is None
+    assert float(_all_finite([torch.zeros(0, 3, dtype=dtype)])) == 1.0
+
+
+def _row_groups_one(rows: torch.Tensor, weights: torch.Tensor) -> float:
+    """Reference: the identical-row count of one matrix, compared on its own."""
+    h1, h2 = rows.sum(1), (rows * weights).sum(1)
+    ok = torch.isfinite(h1 + h2) & ((h1 != 0) | (h2 != 0))
+    key = torch.where(ok, h2, float("nan"))
+    order = torch.argsort(key)
+    k2, k1 = key[order], h1[order]
+    same = (k2[1:] == k2[:-1]) & (k1[1:] == k1[:-1])
+    return float(same.sum() - (same[1:] & same[:-1]).sum())
+
+
+def test_batched_row_groups_equal_per_matrix_counts() -> None:
+    """Row sums are compared in one batch per (rows, device): each count must equal the count of
+    its matrix compared alone, with planted copies, zero rows, NaN rows and several row counts."""
+    from initscope.diagnostics._hooks import Collector, ModuleStats
+
+    g = gen(0)
+    collector = Collector()
+    cases: list[tuple[torch.Tensor, ModuleStats]] = []
+    for i in range(24):
+        units, width = (16, 9) if i % 3 else (7, 5)
+        rows = torch.randn(units, width, generator=g)
+        for _ in range(i % 5):
+            src, dst = torch.randint(0, units, (2,), generator=g).tolist()
+            rows[dst] = rows[src]
+        if i % 4 == 1:
+            rows[2] = 0.0
+            rows[3] = 0.0
+        if i % 6 == 2:
+            rows[1] = math.nan
+            rows[4] = math.nan
+        if i % 7 == 3:
+            rows[:] = rows[0]
+        stats = ModuleStats()
+        collector.row_groups(rows, into=stats)
+        cases.append((rows, stats))
+    collector.count_row_groups()
+    planted = 0
+    for rows, stats in cases:
+        weights = collector._key_weights(1, rows.shape[1], rows.device).reshape(-1)
+        assert float(stats.groups) == _row_groups_one(rows, weights)
+        planted += float(stats.groups) > 0
+    assert planted >= 10

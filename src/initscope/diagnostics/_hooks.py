@@ -67,7 +67,7 @@ def classify(path: str, module: nn.Module) -> Spec | None:
     if kind is not None:
         kernel = getattr(module, "kernel_size", ()) if layer in ("conv", "conv_transpose") else ()
         spatial = len(kernel) if isinstance(kernel, tuple) else 0
-        channel_norm = norm_kind(module) in _CHANNEL_NORMS
+        channel_norm = layer == "norm" and norm_kind(module) in _CHANNEL_NORMS
         return Spec(path, module, layer, kind, spatial=spatial, channel_norm=channel_norm)
     act = from_module(module)
     if act is None or act.name in ("identity", "linear"):
@@ -178,6 +178,14 @@ class Collector:
             None  # last output, its version, its call
         )
         self._keys: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        # per-unit max and min of outputs awaiting settle_dead(), by (units, device)
+        self._extremes: dict[
+            tuple[torch.Size, torch.device], list[tuple[CallStats, torch.Tensor, torch.Tensor]]
+        ] = {}
+        # row sums awaiting count_row_groups, by (rows, device): (where to put the count, sums)
+        self._row_sums: dict[
+            tuple[int, torch.device], list[tuple[ModuleStats, torch.Tensor, torch.Tensor]]
+        ] = {}
 
     def pre(self, spec: Spec, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = first_tensor(args)
@@ -215,8 +223,10 @@ class Collector:
             dims = tuple(d for d in range(yf.ndim) if d != unit)
             high, low = torch.amax(yf, dim=dims), torch.amin(yf, dim=dims)
             if spec.kind in ("weight", "activation"):
-                dead = ((high == 0) & (low == 0)).float()
-                call.stats.dead = dead if self.units else dead.mean()
+                # a unit is dead when its max and min are both 0; counted in settle_dead(), batched
+                self._extremes.setdefault((high.shape, high.device), []).append(
+                    (call.stats, high, low)
+                )
             if spec.kind != "weight" and not call.chained:
                 call.stats.groups = self.identical_groups(yf, unit, high != low)
         elif spec.kind in ("weight", "activation"):
@@ -262,23 +272,51 @@ class Collector:
         ok = eligible[order]
         return _runs(same & ok[1:] & ok[:-1])
 
-    def row_groups(self, rows: torch.Tensor) -> torch.Tensor:
-        """Number of groups (size >= 2) of identical non-zero rows of a contiguous (units, M)
-        matrix.
+    def row_groups(self, rows: torch.Tensor, into: ModuleStats) -> None:
+        """Count the groups (size >= 2) of identical non-zero rows of a contiguous (units, M)
+        matrix into ``into.groups``, at the latest in :meth:`count_row_groups`.
 
         Rows are compared through their sum and a weighted sum with fixed quasi-random weights:
         identical rows give bit-identical sums (the row-wise reduction runs over contiguous memory).
+        The sums are taken here, matrix by matrix; the comparison of the sums, a few small ops,
+        waits to run once for all matrices with as many rows on one device.
         """
         units, width = rows.shape
         if units < 2 or width == 0:
-            return rows.new_zeros(())
+            into.groups = rows.new_zeros(())
+            return
         h1 = rows.sum(1)
         h2 = (rows * self._key_weights(1, width, rows.device).reshape(width)).sum(1)
-        ok = torch.isfinite(h1 + h2) & ((h1 != 0) | (h2 != 0))
-        key = torch.where(ok, h2, float("nan"))
-        order = torch.argsort(key)
-        k2, k1 = key[order], h1[order]
-        return _runs((k2[1:] == k2[:-1]) & (k1[1:] == k1[:-1]))
+        self._row_sums.setdefault((units, rows.device), []).append((into, h1, h2))
+
+    def settle_dead(self) -> None:
+        """The dead fraction of every call: units whose max and min over the batch are both 0
+        (a mean of 0/1 values, exact in any order); the 0/1 flags per unit with ``units``, for
+        the ranks to agree on (a unit is dead only if dead on every rank)."""
+        for pending in self._extremes.values():
+            high = torch.stack([p[1] for p in pending])
+            low = torch.stack([p[2] for p in pending])
+            dead = ((high == 0) & (low == 0)).float()
+            values = dead if self.units else dead.flatten(1).mean(1)
+            for (stats, _, _), value in zip(pending, values, strict=True):
+                stats.dead = value
+        self._extremes.clear()
+
+    def count_row_groups(self) -> None:
+        """The comparison for every matrix :meth:`row_groups` received: sort each matrix's rows by
+        the weighted sum (a batched sort orders each row of the batch as a sort of that row
+        alone), count runs of neighbours with both sums equal."""
+        for pending in self._row_sums.values():
+            h1 = torch.stack([p[1] for p in pending])
+            h2 = torch.stack([p[2] for p in pending])
+            ok = torch.isfinite(h1 + h2) & ((h1 != 0) | (h2 != 0))
+            key = torch.where(ok, h2, float("nan"))
+            k2, order = torch.sort(key, dim=1)
+            k1 = h1.gather(1, order)
+            counts = _runs((k2[:, 1:] == k2[:, :-1]) & (k1[:, 1:] == k1[:, :-1]))
+            for (stats, _, _), count in zip(pending, counts, strict=True):
+                stats.groups = count
+        self._row_sums.clear()
 
     def _key_weights(self, before: int, after: int, device: torch.device) -> torch.Tensor:
         key = (before, after, device)
@@ -295,8 +333,9 @@ class Collector:
 
 
 def _runs(same: torch.Tensor) -> torch.Tensor:
-    """Number of runs of True in ``same`` (neighbour i equals neighbour i + 1): the groups."""
-    return (same.sum() - (same[1:] & same[:-1]).sum()).float()
+    """Number of runs of True along the last dimension of ``same`` (neighbour i equals neighbour
+    i + 1): the groups."""
+    return (same.sum(-1) - (same[..., 1:] & same[..., :-1]).sum(-1)).float()
 
 
 def host_std(mean: float | None, l2: float | None, n: int) -> float | None:
@@ -350,6 +389,17 @@ def probing(specs: list[Spec]) -> Iterator[None]:
         yield
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class (``dataclasses.fields`` is slow)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def gather(records: list[Any]) -> None:
     """Move every tensor field of ``records`` (dataclasses, nested) to the host at once, one
     ``tolist()`` per device, replacing each by its float in place; None stays None."""
@@ -360,10 +410,10 @@ def gather(records: list[Any]) -> None:
         if id(obj) in seen:
             return
         seen.add(id(obj))
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
+        for name in _field_names(type(obj)):
+            value = getattr(obj, name)
             if isinstance(value, torch.Tensor):
-                slots.append((obj, f.name, value))
+                slots.append((obj, name, value))
             elif dataclasses.is_dataclass(value):
                 visit(value)
 

@@ -143,6 +143,7 @@ def diagnose(
                 else:
                     grads = torch.autograd.grad(objective, params, allow_unused=True)
             checks = Checks.of(batch, output, objective)
+            collector.settle_dead()
             if across:
                 world = torch.distributed.get_world_size()
                 grad_scale = 1.0 / world if loss_fn is not None else 1.0
@@ -163,6 +164,7 @@ def diagnose(
         grad_of = {id(p): g for p, g in zip(params, grads, strict=True)}
         called = {id(call.spec.module): call.spec for call in collector.calls}
         modules = {key: _module_stats(spec, grad_of, collector) for key, spec in called.items()}
+        collector.count_row_groups()
         fans = {key: fans_of(spec) for key, spec in called.items()}  # reads weights: guarded
         if across:
             reduction.run()
@@ -227,7 +229,7 @@ def _module_stats(
             rows = w.t()
         else:
             rows = w.reshape(w.shape[0], -1)
-        stats.groups = collector.row_groups(rows.float().contiguous())
+        collector.row_groups(rows.float().contiguous(), into=stats)
     grads = [grad_of.get(id(w)) for w in params]
     present = [g for g in grads if g is not None]
     if len(present) == len(grads):
