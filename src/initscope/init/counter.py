@@ -1,7 +1,7 @@
 r"""A counter-based generator: every element's value is a function of (key, its global index).
 
 Layout-invariant initialization (``initialize(model, seed=S, layout_invariant=True)``) needs the
-value of element ``i`` of a parameter to depend on nothing but the seed, the parameter's path
+value of element ``i`` of a parameter to depend on nothing but the random seed, the parameter's path
 and ``i``: not on how the tensor is sharded, on which rank or device it is drawn, or on what was
 drawn before. A sequential generator (torch's Mersenne Twister / Philox offsets) cannot do that;
 a counter-based one can. Construction:

@@ -309,7 +309,7 @@ class Plan:
         if layout_invariant and self.needs_data:
             raise ValueError(
                 "layout_invariant=True with preset 'lsuv': LSUV's rescaling depends on the "
-                "data pass, not only on the seed; use another preset"
+                "data pass, not only on the random seed; use another preset"
             )
         params: Mapping[str, torch.Tensor] = self.validate(model)
         data = self.data if data is None else data
