@@ -73,6 +73,19 @@ def browse(chromium: str, html: Path, png: Path, height: int) -> list[str]:
     return _CONSOLE.findall(result.stdout + result.stderr)
 
 
+def add_chromium_option(parser: argparse.ArgumentParser) -> None:
+    """``--chromium PATH``, by default Debian's ``chromium`` found on ``PATH``."""
+    parser.add_argument(
+        "--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+
+
+def no_chromium() -> int:
+    """Say how to get Chromium; the exit code for a missing tool."""
+    print("chromium not found: apt-get install -y chromium, or pass --chromium", file=sys.stderr)
+    return 2
+
+
 def problems(lines: list[str]) -> list[str]:
     """What is wrong, from the console lines: page errors, undecoded images, no checker report."""
     found = [line for line in lines if line.startswith("PAGE-ERROR")]
@@ -87,15 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="default: run the quick demo first")
     parser.add_argument("--screenshot", type=Path, help="default: next to the report, .png")
     parser.add_argument("--height", type=int, default=3200, help="screenshot height in pixels")
-    parser.add_argument(
-        "--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+    add_chromium_option(parser)
     args = parser.parse_args(argv)
     if not args.chromium:
-        print(
-            "chromium not found: apt-get install -y chromium, or pass --chromium", file=sys.stderr
-        )
-        return 2
+        return no_chromium()
     report = args.report
     if report is None:
         out = ROOT / "build" / "demo-report"
