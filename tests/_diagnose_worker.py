@@ -7,13 +7,12 @@ dict (``to_dict``), the local report (``reduce=False``), or the error.
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from _distributed_worker import run
 from torch import nn
 
 import initscope
@@ -77,8 +76,4 @@ def main(case: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
-    sys.stdout.flush()
-    # gloo's background threads can abort the interpreter's own shutdown ("terminate called
-    # without an active exception") after the result is saved: leave without it.
-    os._exit(0)
+    run(main)

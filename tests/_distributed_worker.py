@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -118,9 +119,14 @@ def main(case: str, out: Path) -> None:
         dist.destroy_process_group()
 
 
-if __name__ == "__main__":
+def run(main: Callable[[str, Path], None]) -> None:
+    """``main(case, out)`` from the command line, then leave without the interpreter's own
+    shutdown: gloo's background threads can abort it ("terminate called without an active
+    exception") after the result is saved."""
     main(sys.argv[1], Path(sys.argv[2]))
     sys.stdout.flush()
-    # gloo's background threads can abort the interpreter's own shutdown ("terminate called
-    # without an active exception") after the result is saved: leave without it.
     os._exit(0)
+
+
+if __name__ == "__main__":
+    run(main)
