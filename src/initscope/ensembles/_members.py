@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from initscope.ensembles._checks import check_int, check_scale
+from initscope._torch import check_real
+from initscope.ensembles._checks import check_int
 from initscope.ensembles._ensemble import Ensemble
 from initscope.policy import Plan, check_preset, plan
 
@@ -60,7 +61,10 @@ def _check_vary(vary: Any) -> dict[str, list[Any]]:
         if key == "preset":
             values = [check_preset(v) for v in values]
         elif key == "scale":
-            values = [check_scale(v, f"vary['scale'][{i}]") for i, v in enumerate(values)]
+            values = [
+                check_real(f"vary['scale'][{i}]", v, low=0, strict=True)
+                for i, v in enumerate(values)
+            ]
         elif key == "rules":
             for i, r in enumerate(values):
                 if r is not None and (isinstance(r, (str, bytes)) or not isinstance(r, Sequence)):
@@ -155,7 +159,7 @@ def _check_common(
         )
     return (
         check_preset(preset),
-        check_scale(scale, "scale"),
+        check_real("scale", scale, low=0, strict=True),
         check_int(seed, "seed", 0),
         _check_vary(vary),
     )

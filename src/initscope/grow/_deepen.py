@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
+from initscope._torch import check_real
 from initscope.activations import Activation
 from initscope.graph import inspect_model
 from initscope.grow._result import Growth
@@ -19,7 +20,6 @@ from initscope.grow._trace import GrowthError
 from initscope.grow._widen import (
     Writer,
     check_generator,
-    check_noise,
     check_untied,
     plan_std,
     submodule,
@@ -204,7 +204,7 @@ def deepen(
     target = submodule(model, after, "after")
     if block not in _BLOCKS:
         raise ValueError(f"block: expected one of {', '.join(map(repr, _BLOCKS))}, got {block!r}")
-    noise = check_noise(noise)
+    noise = check_real("noise", noise, low=0)
     check_generator(generator)
     parent_path, _, name = after.rpartition(".")
     parent = model.get_submodule(parent_path)

@@ -6,7 +6,6 @@ Underperform Out-of-Distribution")."""
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+from initscope._torch import check_real
 from initscope.graph import inspect_model
 
 __all__ = ["HeadMode", "HeadResult", "Link", "init_head"]
@@ -95,15 +95,6 @@ def _inverse(link: str, m: Tensor) -> Tensor:
             raise ValueError("data: sigmoid outputs lie in (0, 1); the targets' mean does not")
         return torch.log(m) - torch.log1p(-m)
     return torch.log(m.clamp_min(tiny))  # softmax: log class frequencies (up to a constant)
-
-
-def _check_real(value: Any, what: str, low: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what}: expected a real number, got {type(value).__name__}")
-    out = float(value)
-    if not math.isfinite(out) or out < low:
-        raise ValueError(f"{what}: expected a finite number >= {low:g}, got {value!r}")
-    return out
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
@@ -277,9 +268,9 @@ def init_head(
         raise ValueError(f"mode: expected one of {', '.join(map(repr, _MODES))}, got {mode!r}")
     if link is not None and link not in _LINKS:
         raise ValueError(f"link: expected one of {', '.join(map(repr, _LINKS))}, got {link!r}")
-    spread = _check_real(spread, "spread")
-    scale = _check_real(scale, "scale")
-    ridge = _check_real(ridge, "ridge")
+    spread = check_real("spread", spread, low=0)
+    scale = check_real("scale", scale, low=0)
+    ridge = check_real("ridge", ridge, low=0)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from initscope._torch import check_real
 from initscope.policy import Plan, Rule, plan
 
 __all__ = ["shrink_perturb"]
-
-
-def _real(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what}: expected a real number, got {type(value).__name__}")
-    out = float(value)
-    if not math.isfinite(out) or out < 0:
-        raise ValueError(f"{what}: expected a finite number >= 0, got {value!r}")
-    return out
 
 
 def shrink_perturb(
@@ -64,8 +54,8 @@ def shrink_perturb(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    s = _real(shrink, "shrink")
-    a = _real(noise, "noise")
+    s = check_real("shrink", shrink, low=0)
+    a = check_real("noise", noise, low=0)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator: expected a torch.Generator or None, got {type(generator).__name__}"

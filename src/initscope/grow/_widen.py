@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
+from initscope._torch import check_real
 from initscope.grow._result import Growth
 from initscope.grow._trace import (
     GrowthError,
@@ -31,15 +32,6 @@ def check_generator(generator: Any) -> None:
         raise TypeError(
             f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
         )
-
-
-def check_noise(noise: Any) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
-        raise TypeError(f"noise: expected a real number, got {type(noise).__name__}")
-    value = float(noise)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"noise: expected a finite number >= 0, got {noise!r}")
-    return value
 
 
 def submodule(model: nn.Module, path: Any, what: str) -> nn.Module:
@@ -255,7 +247,7 @@ def widen(
     new_width = int(new_width)
     if new_width <= n:
         raise ValueError(f"new_width: expected more than the current {n} units, got {new_width}")
-    noise = check_noise(noise)
+    noise = check_real("noise", noise, low=0)
     check_generator(generator)
     units = trace_units(model, graph_nodes(model, example_input), layer_path)
     if units.feature_norms and new_width % n:
