@@ -48,13 +48,19 @@ def test_philox_matches_the_known_answers(counter, key, expected) -> None:
     assert tuple(int(w) for w in as_tensor) == expected
 
 
-def test_in_place_words_match_the_reference() -> None:
-    from initscope.init._philox import _words
+@pytest.mark.parametrize("stream", [0, 3])
+@pytest.mark.parametrize("start", [0, 12345, 2**32 - 2, 2**40 + 3])
+def test_in_place_words_match_the_reference(start, stream) -> None:
+    """Both counter forms (a run of blocks, and explicit block indices), constants folded."""
+    from initscope.init._philox import Workspace, _counter, _philox_, _rows
 
-    blocks = torch.tensor([0, 1, 12345, 2**32 + 7, 2**40 + 3])
-    words = _words(blocks, KEY, 3)
-    ref = philox4x32((blocks & 0xFFFFFFFF, blocks >> 32, 3, 0), KEY)
-    assert all(torch.equal(a, b) for a, b in zip(words, ref, strict=True))
+    ws = Workspace(8, torch.device("cpu"))
+    blocks = torch.arange(start, start + 5)
+    ref = philox4x32((blocks & 0xFFFFFFFF, blocks >> 32, stream, 0), KEY)
+    for run, given in ((start, None), (None, blocks)):
+        v = ws.take(5)
+        words = _rows(v, _philox_(v.words, _counter(v, run, given, 5, stream), KEY))
+        assert all(torch.equal(a & 0xFFFFFFFF, b) for a, b in zip(words, ref, strict=True))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -80,16 +86,38 @@ def test_normal_and_uniform_distributions(dtype) -> None:
     assert u.min() >= -1 and u.max() < 3
 
 
-def test_log_and_sin_cos_are_accurate() -> None:
-    from initscope.init._philox import _log, _sin_cos_turn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_box_muller_matches_its_formula(dtype) -> None:
+    """Every number is ``r cos`` / ``r sin`` of its words' radius and angle, to a few ulps
+    (library ``log``, ``sin``, ``cos`` in float64 as the reference)."""
+    from initscope.init._philox import Workspace, _counter, _philox_, _rows
 
-    u = torch.rand(10000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(_log(u + 1e-300), torch.log(u + 1e-300), rtol=1e-15, atol=0)
-    k = torch.arange(0, 2**24, 977)
-    s, c = _sin_cos_turn(k << 29, 53, torch.float64)
-    angle = 2 * math.pi * k.double() / 2**24
-    assert torch.allclose(s, torch.sin(angle), atol=2e-15, rtol=0)
-    assert torch.allclose(c, torch.cos(angle), atol=2e-15, rtol=0)
+    n = 4096
+    ws = Workspace(n, torch.device("cpu"), dtype)
+    v = ws.take(n)
+    words = [w & 0xFFFFFFFF for w in _rows(v, _philox_(v.words, _counter(v, 0, None, n, 0), KEY))]
+    z = block_values("normal", torch.arange(n), KEY, 0, dtype).double()
+    if dtype == torch.float32:
+        pairs = [(words[2 * j], words[2 * j + 1]) for j in range(2)]
+        bits, tol = 24, 3e-6
+        radius = [(r & 0xFFFFFF) | 1 for r, _ in pairs]
+        angle = [a & 0xFFFFFF for _, a in pairs]
+        signs = [r >> 24 for r, _ in pairs]
+        top = 128
+    else:
+        bits, tol = 53, 1e-14
+        radius = [((words[0] << 21) | (words[1] >> 11)) | 1]
+        angle = [(words[2] << 21) | (words[3] >> 11)]
+        signs = [words[1] & 0x7FF]
+        top = 1024
+    for j in range(len(radius)):
+        u = radius[j].double() * 2.0**-bits
+        r = torch.sqrt(-2 * torch.log(u))
+        phi = 2 * (angle[j].double() * 2.0**-bits * math.pi / 4)
+        sx = torch.where(signs[j] & top > 0, -1.0, 1.0)  # a set bit is a minus sign
+        sy = torch.where(signs[j] & (top // 2) > 0, -1.0, 1.0)
+        assert torch.allclose(z[:, 2 * j], sx * r * torch.cos(phi), rtol=tol, atol=tol)
+        assert torch.allclose(z[:, 2 * j + 1], sy * r * torch.sin(phi), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +248,19 @@ def test_values_do_not_depend_on_the_step_size(scheme, monkeypatch) -> None:
     shape = (41, 37)
     whole = fill(shape, scheme)
     part = box(shape, (3, 5), (30, 29), scheme)
-    monkeypatch.setattr(counter, "chunk_elements", lambda: 64)
+    monkeypatch.setattr(counter, "chunk_elements", lambda device=None: 64)
     assert torch.equal(fill(shape, scheme), whole)
     assert torch.equal(box(shape, (3, 5), (30, 29), scheme), part)
     assert torch.equal(box(shape, (3, 0), (30, 37), scheme), whole[3:33])
+
+
+@pytest.mark.parametrize("scheme", ["normal", "uniform", "truncated_normal"])
+def test_values_do_not_depend_on_the_default_dtype(scheme) -> None:
+    expected = fill((300, 7), scheme)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = fill((300, 7), scheme)
+    finally:
+        torch.set_default_dtype(before)
+    assert torch.equal(again, expected)

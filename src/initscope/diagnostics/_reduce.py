@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from initscope.diagnostics._hooks import CallStats, Moments
+from initscope.init.shards import is_dtensor
 
 Finish = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -35,14 +36,6 @@ def active(reduce: bool) -> bool:
     """Whether :func:`initscope.diagnose` combines across ranks: asked, and a process group of
     more than one rank is initialized."""
     return reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def is_dtensor(t: torch.Tensor) -> bool:
-    if not dist.is_available():
-        return False
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(t, DTensor)
 
 
 def global_tensor(t: torch.Tensor) -> torch.Tensor:

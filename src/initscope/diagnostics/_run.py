@@ -35,6 +35,7 @@ from initscope.diagnostics._inputs import (
 )
 from initscope.diagnostics._reduce import global_tensor
 from initscope.diagnostics._rows import fans_of, layer_rows
+from initscope.init.shards import is_dtensor
 from initscope.report import Report
 
 __all__ = ["diagnose", "synthetic_batch"]
@@ -133,7 +134,7 @@ def diagnose(
             with hooked(specs, collector), torch.enable_grad():
                 output = forward(model, batch, collector)
                 objective = objective_of(output, loss_fn, target, generator)
-                if any(_reduce.is_dtensor(p) for p in params):
+                if any(is_dtensor(p) for p in params):
                     # FSDP2 reduces the gradients into the sharded parameters' .grad in its
                     # backward hooks (the guard restores .grad); autograd.grad would not see them
                     for p in params:

@@ -17,17 +17,22 @@ a counter-based one can. Construction:
   independent stream per parameter and per step of its plan.
 * **Counter.** ``(block mod 2^32, block div 2^32, round, 0)``: ``block = i // m``, with ``m``
   elements per block (4 in single precision, 2 in double), and ``round`` the rejection round.
-* **Uniform.** float32: the top 24 bits of a word times ``2^-24`` (in ``[0, 1)``); float64: 53
+* **Uniform.** float32: the low 24 bits of a word times ``2^-24`` (in ``[0, 1)``); float64: 53
   bits from two words. float16/bfloat16 are drawn in float32 and rounded.
-* **Normal.** Box-Muller (1958) on a pair of uniforms: ``r = sqrt(-2 log u1)``,
-  ``(r cos 2 pi u2, r sin 2 pi u2)``, ``u1`` in ``(0, 1)`` (an odd multiple of ``2^-24`` or
-  ``2^-53``: ``|z| <= 5.77`` in single precision, ``8.57`` in double; the mass beyond is
-  ``8e-9`` and ``1e-17``). ``log``, ``sin`` and ``cos`` are evaluated here with series in
-  ``+ - * /`` and ``frexp`` only (``log m = 2 atanh((m - 1) / (m + 1))`` for ``m`` in
-  ``[1/sqrt 2, sqrt 2)``; Taylor series of ``sin`` and ``cos`` on ``[0, pi/4]`` after an exact
-  octant reduction), because those operations round exactly (IEEE 754) in every
-  implementation, whereas library ``log``/``sin`` differ by an ulp between the vectorized and
-  the scalar code paths of one machine, and between machines.
+* **Normal.** Box-Muller (1958), one pair of numbers from two words (float32: words 0, 1 and
+  2, 3 of a block; float64: all four): a radius integer ``R`` (odd, 24 or 53 bits, so
+  ``u = R 2^-bits`` is in ``(0, 1)``), an angle integer ``A`` (``psi = A 2^-bits pi/4`` in
+  ``[0, pi/4)``) and two sign bits. ``r = sqrt(-2 log u)`` and ``(r cos phi, r sin phi)``,
+  ``phi = 2 psi``, with the signs choosing the quadrant (the planar normal law is symmetric
+  under both reflections, so the angle is uniform on the circle). ``log u = (e - bits) log 2
+  + 2 atanh((m - 1)/(m + 1))`` with ``R = m 2^e``, ``m`` in ``[1/sqrt 2, sqrt 2)`` read from
+  the IEEE 754 fields; ``sin psi`` by its Taylor series, ``cos psi = sqrt(1 - sin^2 psi)``
+  (at least ``1/sqrt 2``: no cancellation), ``cos phi = (cos psi - sin psi)(cos psi + sin
+  psi)``, ``sin phi = 2 sin psi cos psi``. Only ``+ - * /`` and ``sqrt``, which IEEE 754
+  rounds exactly in every implementation, and integer operations: library ``log``/``sin``
+  differ by an ulp between the vectorized and the scalar code paths of one machine (where a
+  shard's tail falls), and between machines. ``|z| <= 5.77`` in single precision, ``8.57`` in
+  double; the mass beyond is ``8e-9`` and ``1e-17``. The standard deviation multiplies ``r``.
 * **Truncated normal.** Exact rejection, element by element: element ``i`` takes the first of
   its draws ``round = 0, 1, 2, ...`` that falls inside the bounds (only the rejected elements
   are drawn again). Intervals of probability below 0.3 are refused.
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +54,12 @@ import torch
 
 from initscope.init._fans import Fans
 from initscope.init._philox import (
-    Workspace,
     block_values,
     chunk_elements,
     per_block,
     philox4x32,
+    reusing_workspaces,
+    run_values,
 )
 from initscope.init.registry import Law, record
 from initscope.init.shards import Region
@@ -65,6 +71,7 @@ __all__ = [
     "counter_spec",
     "key_words",
     "philox4x32",
+    "reusing_workspaces",
 ]
 
 _MIN_MASS = 0.3
@@ -79,16 +86,10 @@ def key_words(seed: int, path: str, step: int = 0) -> tuple[int, int]:
 def _values_at(
     kind: str, index: torch.Tensor, key: tuple[int, int], stream: int, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
+    """The standard numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
     m = per_block(dtype)
-    step = chunk_elements() // 4
-    ws = Workspace(min(step, index.numel()), index.device) if dtype != torch.float64 else None
-    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
-    for i in range(0, index.numel(), step):
-        part = index[i : i + step]
-        v = block_values(kind, part // m, key, stream, dtype, ws)
-        out[i : i + step] = v.gather(1, (part % m).unsqueeze(1)).squeeze(1)
-    return out
+    v = block_values(kind, index // m, key, stream, dtype)
+    return v.gather(1, (index % m).unsqueeze(1)).squeeze(1)
 
 
 def _runs(shape: tuple[int, ...], offsets: tuple[int, ...], sizes: tuple[int, ...]):
@@ -108,6 +109,12 @@ def _runs(shape: tuple[int, ...], offsets: tuple[int, ...], sizes: tuple[int, ..
     return starts, length
 
 
+#: ``write(rows, cols, values, index)``: ``values`` for the grid's ``[rows, cols]``, ``index``
+#: the global flat index of each row's first column; ``values`` may be a work buffer that the
+#: next piece overwrites.
+Writer = Callable[[slice, slice, torch.Tensor, torch.Tensor], None]
+
+
 def _draw(
     kind: str,
     shape: tuple[int, ...],
@@ -116,34 +123,51 @@ def _draw(
     key: tuple[int, int],
     dtype: torch.dtype,
     device: torch.device,
-    transform: Any = None,
-):
-    """Yield ``(rows, cols, values, index)`` pieces of the box, as a ``(runs, length)`` grid:
-    ``values`` of ``kind`` in ``dtype``, ``index`` their global flat indices (or ``None`` when
-    not needed)."""
+    scale: float,
+    shift: float,
+    write: Writer,
+) -> None:
+    """Draw the box as a ``(runs, length)`` grid, in pieces of at most ``chunk_elements()``
+    numbers, and hand each piece to ``write``: a long run in whole Philox blocks from its
+    first, short runs several at a time."""
     starts, length = _runs(shape, offsets, sizes)
-    starts = starts.to(device)
     m = per_block(dtype)
-    chunk = chunk_elements()
-    rows_per = max(1, chunk // max(length, 1))
-    cols_per = min(length, chunk - chunk % m) if length > chunk else length
-    most = min(starts.numel(), rows_per) * ((cols_per + m - 1) // m + 1)
-    ws = Workspace(most, device) if dtype != torch.float64 else None
-    for r0 in range(0, starts.numel(), rows_per):
-        st = starts[r0 : r0 + rows_per]
-        for c0 in range(0, length, cols_per):
-            n = min(cols_per, length - c0)
-            s = st + c0
-            off = s % m
-            aligned = not bool(off.any())
-            nb = (n + m - 1) // m + (0 if aligned else 1)
-            blocks = (s // m)[:, None] + torch.arange(nb, device=device)
-            v = block_values(kind, blocks, key, 0, dtype, ws).reshape(st.numel(), nb * m)
-            if aligned:
-                v = v[:, :n]
-            else:
-                v = v.gather(1, off[:, None] + torch.arange(n, device=device))
-            yield slice(r0, r0 + st.numel()), slice(c0, c0 + n), v, s
+    chunk = max(chunk_elements(device), m)
+    if length >= chunk:
+        for r, s in enumerate(starts.tolist()):
+            for b in range(s // m, -(-(s + length) // m), chunk // m):
+                _run_piece(
+                    kind, s, length, b, chunk // m, key, dtype, device, scale, shift, r, write
+                )
+        return
+    rows = max(1, chunk // length)
+    for r0 in range(0, starts.numel(), rows):
+        st = starts[r0 : r0 + rows].to(device)
+        _short_runs(kind, st, r0, length, key, dtype, scale, shift, write)
+
+
+def _run_piece(
+    kind, start, length, block, blocks, key, dtype, device, scale, shift, run, write
+) -> None:
+    """Blocks ``block ..`` (at most ``blocks``) of the run of ``length`` numbers at ``start``."""
+    m = per_block(dtype)
+    end = min(block + blocks, -(-(start + length) // m))
+    lo, hi = max(block * m, start), min(end * m, start + length)
+    v = run_values(kind, block, end - block, key, 0, dtype, device, scale, shift)
+    values = v.reshape(1, -1)[:, lo - block * m : hi - block * m]
+    index = torch.full((1,), lo, dtype=torch.int64, device=device)
+    write(slice(run, run + 1), slice(lo - start, hi - start), values, index)
+
+
+def _short_runs(kind, st, r0, length, key, dtype, scale, shift, write) -> None:
+    """Runs ``r0 ..`` (starting at global indices ``st``), all ``length`` numbers at once."""
+    m = per_block(dtype)
+    off = st % m
+    nb = -(-length // m) + (0 if not bool(off.any()) else 1)
+    blocks = (st // m)[:, None] + torch.arange(nb, device=st.device)
+    v = block_values(kind, blocks, key, 0, dtype, scale, shift).reshape(st.numel(), nb * m)
+    v = v.gather(1, off[:, None] + torch.arange(length, device=st.device))
+    write(slice(r0, r0 + st.numel()), slice(0, length), v, st)
 
 
 #: What a scheme draws, resolved from its arguments and fans (the scheme record's law).
@@ -224,17 +248,22 @@ def counter_fill_(
     scale, shift = (
         (args["b"] - args["a"], args["a"]) if kind == "uniform" else (args["std"], args["mean"])
     )
+    truncated = spec.family == "truncated"
     redraw: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for rs, cs, v, starts in _draw(kind, shape, offsets, sizes, key, dtype, local.device):
-        if spec.family == "truncated":
+
+    def write(rs: slice, cs: slice, v: torch.Tensor, first: torch.Tensor) -> None:
+        if truncated:  # v standard: keep the elements to draw again, then scale and clamp
             bad = ((v < args["alpha"]) | (v > args["beta"])).nonzero()
             if bad.numel():
                 run = bad[:, 0]
-                redraw.append((run + rs.start, bad[:, 1] + cs.start, starts[run] + bad[:, 1]))
-        v = v.mul_(scale).add_(shift)
-        if spec.family == "truncated":
+                redraw.append((run + rs.start, bad[:, 1] + cs.start, first[run] + bad[:, 1]))
+            v = v.mul(scale).add_(shift)
             v = v.clamp_(shift + args["alpha"] * scale, shift + args["beta"] * scale)
         grid.target[rs, cs] = v
+
+    draw_scale, draw_shift = (1.0, 0.0) if truncated else (scale, shift)
+    with reusing_workspaces():
+        _draw(kind, shape, offsets, sizes, key, dtype, local.device, draw_scale, draw_shift, write)
     if redraw:
         at_run, at_col, index = (torch.cat(parts) for parts in zip(*redraw, strict=True))
         z = _redraw_truncated(index, key, args["alpha"], args["beta"], dtype)

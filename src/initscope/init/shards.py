@@ -11,6 +11,7 @@ fans and the wrong values.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeGuard
 
@@ -38,11 +39,10 @@ class Region:
 
 
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed
-        return None
-    return DTensor
+    """DTensor's class if its module is loaded (a DTensor cannot exist before that, and the
+    import costs half a second)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return None if module is None else getattr(module, "DTensor", None)
 
 
 def is_dtensor(tensor: torch.Tensor) -> TypeGuard[DTensor]:

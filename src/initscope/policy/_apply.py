@@ -20,7 +20,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from initscope.init.counter import check_counter_dtype, counter_fill_, counter_spec, key_words
+from initscope.init.counter import (
+    check_counter_dtype,
+    counter_fill_,
+    counter_spec,
+    key_words,
+    reusing_workspaces,
+)
 from initscope.init.shards import is_dtensor, local_region, materialize
 
 if TYPE_CHECKING:
@@ -148,7 +154,7 @@ def write(
 ) -> None:
     """Write every step of ``entries`` (rehearsed first), with ``generator`` or, when ``seed``
     is given, the layout-invariant counter-based generator keyed by (seed, path, step)."""
-    with torch.no_grad():
+    with torch.no_grad(), reusing_workspaces():
         for e in entries:
             p = params[e.path]
             for step, c in enumerate(e.choices):
