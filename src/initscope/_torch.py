@@ -22,6 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 __all__ = [
     "Batch",
+    "check_int",
     "check_real",
     "float_tensors",
     "jsonable",
@@ -255,6 +256,16 @@ def check_real(
     if low is not None and (out < low or (strict and out == low)):
         raise ValueError(f"{arg} must be {'>' if strict else '>='} {low:g}, got {out}")
     return out
+
+
+def check_int(arg: str, value: object, *, low: int | None = None) -> int:
+    """``value`` as an int: ``TypeError`` naming ``arg`` unless an integer (Python or numpy, not
+    a bool), ``ValueError`` if below ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{arg}: expected an int, got {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{arg}: expected an int >= {low}, got {value}")
+    return int(value)
 
 
 def jsonable(value: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from initscope._torch import Batch, removing, state_guard
+from initscope._torch import Batch, check_int, removing, state_guard
 from initscope.calibration import _lsuv_helpers as H
 from initscope.calibration._lsuv_result import LSUVLayer, LSUVResult, _Record
 
@@ -316,10 +316,7 @@ def _check_args(
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name}: expected a finite value > 0, got {v}")
     for name, v in (("max_iters", max_iters), ("num_batches", num_batches)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-        if v < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {v}")
+        check_int(name, v, low=1)
     for name, v in flags.items():
         if not isinstance(v, bool):
             raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from initscope._torch import check_int
 from initscope.init import Fans, get_scheme
 from initscope.init.counter import check_counter_dtype, counter_fill_, counter_spec, key_words
 from initscope.init.shards import Region, local_region
@@ -50,8 +51,7 @@ def counter_init_(
         TypeError: ``seed`` not an int; an unknown tensor subclass.
         ValueError: an unknown scheme or a bad argument (as the scheme itself raises).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    seed = check_int("seed", seed)
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str, got {type(path).__name__}")
     region = local_region(tensor, path)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from initscope.ensembles._checks import check_int
+from initscope._torch import check_int
 from initscope.ensembles._results import BasinDiversity
 from initscope.ensembles._view import Members, as_args, first_tensor
 
@@ -103,7 +103,7 @@ def check_pairs(pairs: Any, n: int) -> list[tuple[int, int]]:
     for p in pairs:
         if not (isinstance(p, Sequence) and len(p) == 2):
             raise TypeError(f"pairs: expected (i, j) pairs, got {p!r}")
-        i, j = (check_int(v, "pairs", 0) for v in p)
+        i, j = (check_int("pairs", v, low=0) for v in p)
         if i >= n or j >= n or i == j:
             raise ValueError(f"pairs: expected two different members in 0..{n - 1}, got {p!r}")
         out.append((i, j))
@@ -128,7 +128,7 @@ def loss_barrier(
     view = Members([a, b])
     if view.states is None:
         raise ValueError("a, b: expected two models with the same parameters and buffers")
-    points = check_int(points, "points", 3)
+    points = check_int("points", points, low=3)
     args = as_args(inputs)
     with view.evaluating():
         return basins(view, args, targets, loss, [(0, 1)], points)

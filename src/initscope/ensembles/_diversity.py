@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from initscope._torch import check_int
 from initscope.diagnostics import linear_cka
 from initscope.ensembles._basins import LossFn, check_pairs, default_loss
 from initscope.ensembles._basins import basins as basins_
-from initscope.ensembles._checks import check_int
 from initscope.ensembles._ensemble import Ensemble
 from initscope.ensembles._results import (
     ClassificationDiversity,
@@ -240,7 +240,7 @@ def diversity(
         raise ValueError(f"task: expected one of {', '.join(_TASKS)} or None, got {task!r}")
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
-    points = check_int(points, "points", 3)
+    points = check_int("points", points, low=3)
     pair_list = check_pairs(pairs, view.n)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss: expected a callable (output, targets) -> scalar, got {loss!r}")

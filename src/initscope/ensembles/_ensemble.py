@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
-from initscope.ensembles._checks import check_int
+from initscope._torch import check_int
 from initscope.policy import Plan
 
 __all__ = ["Ensemble"]
@@ -123,7 +123,7 @@ class Ensemble(nn.Module):
     def member(self, k: int) -> nn.Module:
         """Member ``k`` as an ordinary module: a copy holding its current values (detached,
         ``requires_grad`` as in the members, mode as the ensemble's)."""
-        k = check_int(k, "k", 0)
+        k = check_int("k", k, low=0)
         if k >= self.n:
             raise ValueError(f"k: expected 0 <= k < {self.n}, got {k}")
         m = copy.deepcopy(self._template)

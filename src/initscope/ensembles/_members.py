@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initscope._torch import check_real
-from initscope.ensembles._checks import check_int
+from initscope._torch import check_int, check_real
 from initscope.ensembles._ensemble import Ensemble
 from initscope.policy import Plan, check_preset, plan
 
@@ -160,7 +159,7 @@ def _check_common(
     return (
         check_preset(preset),
         check_real("scale", scale, low=0, strict=True),
-        check_int(seed, "seed", 0),
+        check_int("seed", seed, low=0),
         _check_vary(vary),
     )
 
@@ -183,7 +182,7 @@ def draw_member(
     draws only from its own streams (:func:`member_seeds`).
     """
     preset, scale, seed, vary_ = _check_common(factory_or_model, preset, scale, seed, vary)
-    k = check_int(k, "k", 0)
+    k = check_int("k", k, low=0)
     spec = _Spec(preset, rules, scale, vary_, k)
     model, _ = _draw(factory_or_model, k, seed, spec, {}, example_input, data)
     return model
@@ -233,7 +232,7 @@ def ensemble(
         TypeError, ValueError: bad arguments (named), before anything is built.
     """
     preset, scale, seed, vary_ = _check_common(factory_or_model, preset, scale, seed, vary)
-    n = check_int(n, "n", 1)
+    n = check_int("n", n, low=1)
     if not isinstance(vectorize, bool):
         raise TypeError(f"vectorize: expected a bool, got {type(vectorize).__name__}")
     plans: dict[tuple[str, int], Plan] = {}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
-from initscope._torch import check_real
+from initscope._torch import check_int, check_real
 from initscope.graph import inspect_model
 
 __all__ = ["HeadMode", "HeadResult", "Link", "init_head"]
@@ -271,8 +271,7 @@ def init_head(
     spread = check_real("spread", spread, low=0)
     scale = check_real("scale", scale, low=0)
     ridge = check_real("ridge", ridge, low=0)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+    steps = check_int("steps", steps, low=1)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator: expected a torch.Generator or None, got {type(generator).__name__}"

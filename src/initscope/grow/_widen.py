@@ -4,7 +4,6 @@ function-preserving initialization of wider transformers: Chen et al. 2022)."""
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from initscope._torch import check_real
+from initscope._torch import check_int, check_real
 from initscope.grow._result import Growth
 from initscope.grow._trace import (
     GrowthError,
@@ -242,9 +241,7 @@ def widen(
             f"layer_path: {layer_path!r} is a {type(target).__name__}; expected nn.Linear, "
             "nn.Conv1d/2d/3d or nn.Embedding"
         )
-    if isinstance(new_width, bool) or not isinstance(new_width, numbers.Integral):
-        raise TypeError(f"new_width: expected an int, got {type(new_width).__name__}")
-    new_width = int(new_width)
+    new_width = check_int("new_width", new_width)
     if new_width <= n:
         raise ValueError(f"new_width: expected more than the current {n} units, got {new_width}")
     noise = check_real("noise", noise, low=0)

@@ -9,13 +9,13 @@ variance changes per layer by ``sigma_w2 E[f'(sqrt(q_l) z)^2]`` (Schoenholz et a
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 
+from initscope._torch import check_int
 from initscope.activations import Activation, resolve
 from initscope.theory._moments import _nonnegative, _positive, raw_moments
 
@@ -295,10 +295,7 @@ def depth_profile(
         TypeError: ``depth`` not an integer.
         ValueError: ``depth < 1``, bad variances, or a variance that leaves the float range.
     """
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
-        raise TypeError(f"depth: expected an integer, got {type(depth).__name__}")
-    if depth < 1:
-        raise ValueError(f"depth: expected >= 1, got {depth}")
+    depth = check_int("depth", depth, low=1)
     sigma_w2 = _positive(sigma_w2, "sigma_w2")
     sigma_b2 = _nonnegative(sigma_b2, "sigma_b2")
     q0 = _positive(q0, "q0")
