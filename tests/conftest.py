@@ -7,12 +7,15 @@
   "change nothing" promises (parameters, every buffer including non-persistent ones, grads,
   requires_grad, train/eval modes, torch's global RNG) and the check against it.
 
+- ``one_thread``: one intra-op thread for the test (the CI machine is shared: small ops stay
+  fast and steady); modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+
 The fixtures return the functions, so a test asks for them by name (``def test_x(gen, mlp)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -81,3 +84,11 @@ def mlp() -> Callable[..., nn.Sequential]:
 def state() -> tuple[Callable[[nn.Module], ModelState], Callable[[nn.Module, ModelState], None]]:
     """``record, check = state``: ``before = record(model)`` ... ``check(model, before)``."""
     return model_state, assert_same_state
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,6 +6,9 @@ same functions as the fixtures ``gen`` and ``mlp``.
 - ``mlp(depth, width, act, ...)``: a plain MLP, ``depth`` x (Linear, activation), built from
   torch's default init after ``torch.manual_seed(seed)``, so that the same call gives the same
   weights in every test.
+- ``tensors_of(model)`` / ``same_tensors(a, b)``: a copy of the state dict, and whether two
+  copies are equal tensor for tensor (``conftest``'s ``state`` fixture checks more: grads,
+  modes, the global RNG).
 """
 
 from __future__ import annotations
@@ -39,3 +42,11 @@ def mlp(
         if act is not None and not (last and d_out is not None):
             layers.append(act())
     return nn.Sequential(*layers)
+
+
+def tensors_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import gen
+from helpers import gen, same_tensors, tensors_of
 
 import initscope
 from initscope.ensembles import Ensemble, diversity, draw_member, ensemble, loss_barrier
@@ -27,14 +27,6 @@ def mlp(d_in: int = 6, width: int = 32, d_out: int = 1) -> nn.Sequential:
         nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
         nn.Linear(width, d_out),
     )  # fmt: skip
-
-
-def state(m: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in m.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class Table(nn.Module):
@@ -78,12 +70,12 @@ def test_same_seed_bit_identical_and_member_k_alone() -> None:
     a = ensemble(mlp, 5, seed=7)
     b = ensemble(mlp, 5, seed=7)
     for k in range(5):
-        assert same(state(a.member(k)), state(b.member(k)))
+        assert same_tensors(tensors_of(a.member(k)), tensors_of(b.member(k)))
     short = ensemble(mlp, 3, seed=7)  # member k does not depend on n
     for k in range(3):
-        assert same(state(short.member(k)), state(a.member(k)))
+        assert same_tensors(tensors_of(short.member(k)), tensors_of(a.member(k)))
     alone = draw_member(mlp, 4, seed=7)
-    assert same(state(alone), state(a.member(4)))
+    assert same_tensors(tensors_of(alone), tensors_of(a.member(4)))
     other = ensemble(mlp, 2, seed=8)
     assert not torch.equal(other.member(0)[0].weight, a.member(0)[0].weight)
     assert not torch.equal(a.member(0)[0].weight, a.member(1)[0].weight)
@@ -193,13 +185,13 @@ def test_batchnorm_cumulative_average_falls_back_and_restores_the_failed_attempt
 def test_from_models_and_bad_input() -> None:
     models = [mlp() for _ in range(2)]
     ens = Ensemble(models)
-    assert len(ens) == 2 and same(state(ens.member(1)), state(models[1]))
+    assert len(ens) == 2 and same_tensors(tensors_of(ens.member(1)), tensors_of(models[1]))
     with pytest.raises(ValueError, match=r"members\[1\]"):
         Ensemble([mlp(), mlp(width=8)])
     with pytest.raises(ValueError, match="k: expected 0 <= k < 2"):
         ens.member(2)
     model = mlp()
-    before = state(model)
+    before = tensors_of(model)
     bad = [
         (dict(n=0), ValueError, "n: expected an int >= 1"),
         (dict(n="3"), TypeError, "n: expected an int"),
@@ -213,7 +205,7 @@ def test_from_models_and_bad_input() -> None:
     for kwargs, err, match in bad:
         with pytest.raises(err, match=match):
             ensemble(model, **kwargs)
-    assert same(state(model), before)
+    assert same_tensors(tensors_of(model), before)
     with pytest.raises(TypeError, match="factory_or_model: the factory returned int"):
         ensemble(lambda: 3, 2)
     with pytest.raises(TypeError, match="factory_or_model"):
@@ -311,9 +303,9 @@ def test_diversity_changes_nothing() -> None:
         m.train()
         m(torch.randn(4, 6)).sum().backward()  # grads present
     ens = Ensemble(models)
-    before = [state(m) for m in models]
+    before = [tensors_of(m) for m in models]
     grads = [[p.grad.clone() for p in m.parameters()] for m in models]  # type: ignore[union-attr]
-    ens_before = state(ens)
+    ens_before = tensors_of(ens)
     rng = torch.get_rng_state()
     x, y = torch.randn(50, 6, generator=gen()), torch.randn(50, 1, generator=gen(1))
     diversity(models, x, y)
@@ -321,9 +313,9 @@ def test_diversity_changes_nothing() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
     assert ens.training and all(m.training for m in models)
     assert all(m[1].training for m in models) and ens._template[1].training
-    assert same(state(ens), ens_before)
+    assert same_tensors(tensors_of(ens), ens_before)
     for m, b, g in zip(models, before, grads, strict=True):
-        assert same(state(m), b)
+        assert same_tensors(tensors_of(m), b)
         assert all(torch.equal(p.grad, q) for p, q in zip(m.parameters(), g, strict=True))
         assert not m._forward_hooks and not m[0]._forward_hooks
 

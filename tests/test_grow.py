@@ -17,12 +17,7 @@ from initscope.grow import Growth, GrowthError, Residual
 TOL = 1e-5  # max |f_new - f_old| / max |f_old|, float32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -18,14 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from initscope import init as iinit
 from initscope.calibration import LSUVResult, lsuv
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the CI machine is shared: one intra-op thread keeps these small ops fast and steady
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:

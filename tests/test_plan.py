@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import gen, same_tensors, tensors_of
 from torch import nn
 
 import initscope
@@ -15,18 +16,6 @@ from initscope.policy import Plan
 
 plan_module = importlib.import_module("initscope.plan")
 policy_module = importlib.import_module("initscope.policy")
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class Net(nn.Module):
@@ -57,11 +46,11 @@ def test_plan_changes_nothing() -> None:
         ),
     ):
         model.eval()
-        before = state(model)
+        before = tensors_of(model)
         rng = torch.get_rng_state()
         for preset in ("auto", "torch", "gpt2", "fixup"):
             initscope.plan(model, preset, example_input=x, zero_init_residual=True)
-        assert same(before, state(model))
+        assert same_tensors(before, tensors_of(model))
         assert torch.equal(rng, torch.get_rng_state())
         assert not model.training and all(p.grad is None for p in model.parameters())
 
@@ -117,7 +106,7 @@ def test_json_round_trip_and_bit_identical_apply(tmp_path) -> None:
     a, b = Net(), Net()
     p.apply(a, gen(7))
     from_file.apply(b, gen(7))
-    assert same(state(a), state(b))
+    assert same_tensors(tensors_of(a), tensors_of(b))
     c = Net()
     loaded.apply(c, gen(8))
     assert not torch.equal(c.conv.weight, a.conv.weight)
@@ -129,14 +118,14 @@ def test_apply_is_all_or_nothing() -> None:
     model = Net()
     model.train()
     model(torch.randint(0, 20, (4, 6)))  # non-trivial BatchNorm statistics
-    before = state(model)
+    before = tensors_of(model)
     d = initscope.plan(model).to_dict()
     d["entries"][6]["choices"][0]["params"] = {"std": -1.0}  # the 7th step raises
     d["entries"][6]["choices"][0]["scheme"] = "normal"
     broken = Plan.from_dict(d)
     with pytest.raises(ValueError, match="std"):
         broken.apply(model, gen())
-    assert same(before, state(model))
+    assert same_tensors(before, tensors_of(model))
 
     calls = 0
     real = policy_module.Choice.apply
@@ -153,20 +142,20 @@ def test_apply_is_all_or_nothing() -> None:
         mp.setattr(policy_module.Choice, "apply", flaky)
         with pytest.raises(RuntimeError, match="boom"):
             good.apply(model, gen())
-    assert calls == 5 and same(before, state(model))
+    assert calls == 5 and same_tensors(before, tensors_of(model))
 
 
 def test_plan_is_validated_against_the_model_first() -> None:
     p = initscope.plan(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
     other = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3))
-    before = state(other)
+    before = tensors_of(other)
     with pytest.raises(ValueError, match=r"2\.weight has shape \(3, 4\), the plan says \(2, 4\)"):
         p.apply(other, gen())
     with pytest.raises(ValueError, match="has no parameter '2.weight'"):
         p.apply(nn.Sequential(nn.Linear(4, 4)), gen())
     with pytest.raises(TypeError, match="generator"):
         p.apply(other, generator=0)  # type: ignore[arg-type]
-    assert same(before, state(other))
+    assert same_tensors(before, tensors_of(other))
 
 
 def test_untouched_parameters_warn_and_stay() -> None:
@@ -193,7 +182,7 @@ def test_initialize_is_plan_plus_apply_and_reproducible() -> None:
     a, b = Net(), Net()
     pa = initscope.initialize(a, generator=gen(3))
     initscope.plan(b).apply(b, gen(3))
-    assert isinstance(pa, Plan) and same(state(a), state(b))
+    assert isinstance(pa, Plan) and same_tensors(tensors_of(a), tensors_of(b))
     assert torch.equal(a.emb.weight[0], torch.zeros(8))
     assert torch.equal(a.lstm.bias_ih_l0[8:16].detach(), torch.ones(8))
 
@@ -203,9 +192,9 @@ def test_lsuv_preset_needs_data_and_runs_lsuv() -> None:
     with pytest.raises(ValueError, match="needs data"):
         initscope.plan(model, "lsuv")
     x = torch.randn(256, 32, generator=gen(1))
-    before = state(model)
+    before = tensors_of(model)
     p = initscope.plan(model, "lsuv", data=x)
-    assert same(before, state(model)) and p.needs_data
+    assert same_tensors(before, tensors_of(model)) and p.needs_data
     assert "LSUV" in p["0.weight"].why and p["0.weight"].scheme == "orthogonal"
     p.apply(model, gen(2))
     assert p.lsuv_result is not None and all(r.converged for r in p.lsuv_result.layers)
@@ -234,7 +223,7 @@ def test_print_summarizes_repeated_layers() -> None:
 
 def test_rules_that_cannot_apply_warn_and_bad_numbers_raise_before_any_write() -> None:
     model = nn.Sequential(nn.Linear(4, 4))
-    before = state(model)
+    before = tensors_of(model)
     with pytest.warns(UserWarning, match=r"rule 0 .*delta_orthogonal.* cannot apply to 0.weight"):
         p = initscope.plan(model, rules=[("0.weight", "delta_orthogonal")])
     assert p["0.weight"].scheme != "delta_orthogonal"
@@ -247,4 +236,4 @@ def test_rules_that_cannot_apply_warn_and_bad_numbers_raise_before_any_write() -
         name = next(iter(kwargs))
         with pytest.raises(error, match=rf"rules\[0\]: {scheme} argument {name} must be"):
             initscope.initialize(model, rules=[("0.weight", scheme, kwargs)], generator=gen())
-    assert same(before, state(model))
+    assert same_tensors(before, tensors_of(model))

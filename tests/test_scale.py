@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import gen, same_tensors, tensors_of
 from torch import nn
 
 import initscope
 from initscope.policy import Plan
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def mlp() -> nn.Module:
@@ -33,11 +22,11 @@ def test_a_bad_last_step_fails_before_the_first_write() -> None:
     model = mlp()
     d = initscope.plan(model).to_dict()
     d["entries"][-1]["choices"][0].update(scheme="normal", params={"std": -1.0})
-    before, g, rng = state(model), gen(), torch.get_rng_state()
+    before, g, rng = tensors_of(model), gen(), torch.get_rng_state()
     g_state = g.get_state()
     with pytest.raises(ValueError, match="std must be >= 0"):
         Plan.from_dict(d).apply(model, g)
-    assert same(before, state(model))
+    assert same_tensors(before, tensors_of(model))
     assert torch.equal(g.get_state(), g_state) and torch.equal(rng, torch.get_rng_state())
 
 
@@ -53,7 +42,7 @@ def test_apply_makes_no_copy_of_the_model(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(torch.Tensor, "clone", no_clone)
     p.apply(model, gen(5))
     monkeypatch.undo()
-    assert same(state(model), state(expected))
+    assert same_tensors(tensors_of(model), tensors_of(expected))
 
 
 def test_unknown_tensor_subclass_is_named_and_nothing_changes() -> None:
@@ -63,10 +52,10 @@ def test_unknown_tensor_subclass_is_named_and_nothing_changes() -> None:
     model = mlp()
     p = initscope.plan(model)
     model[2].weight = nn.Parameter(torch.zeros(8, 8).as_subclass(Odd))
-    before = state(model)
+    before = tensors_of(model)
     with pytest.raises(TypeError, match=r"2\.weight is a .*Odd, a tensor subclass"):
         p.apply(model, gen())
-    assert same(before, state(model))
+    assert same_tensors(before, tensors_of(model))
 
 
 def test_meta_parameters_need_a_device() -> None:
@@ -92,17 +81,17 @@ def test_meta_parameters_need_a_device() -> None:
 )
 def test_seed_arguments_are_checked(kwargs, error, match) -> None:
     model = mlp()
-    before = state(model)
+    before = tensors_of(model)
     with pytest.raises(error, match=match):
         initscope.initialize(model, **kwargs)
-    assert same(before, state(model))
+    assert same_tensors(before, tensors_of(model))
 
 
 def test_seed_is_a_fresh_generator() -> None:
     a, b = mlp(), mlp()
     initscope.initialize(a, seed=3)
     initscope.initialize(b, generator=gen(3))
-    assert same(state(a), state(b))
+    assert same_tensors(tensors_of(a), tensors_of(b))
 
 
 # ---------------------------------------------------------------- layout-invariant, meta device
@@ -133,7 +122,7 @@ def test_layout_invariant_values_repeat_and_depend_on_the_seed() -> None:
     initscope.initialize(a, seed=11, layout_invariant=True)
     initscope.initialize(b, seed=11, layout_invariant=True)
     initscope.initialize(c, seed=12, layout_invariant=True)
-    assert same(state(a), state(b))
+    assert same_tensors(tensors_of(a), tensors_of(b))
     assert not torch.equal(a.head.weight, c.head.weight)
     assert torch.equal(a.emb.weight[1], torch.zeros(16))
     g_before = torch.get_rng_state()
@@ -159,7 +148,7 @@ def test_meta_model_materializes_bit_identical_to_eager() -> None:
     assert all(before.values())
     initscope.initialize(lazy, seed=5, layout_invariant=True, device="cpu")
     assert not any(t.is_meta for t in lazy.state_dict().values())
-    assert same(state(eager), state(lazy))
+    assert same_tensors(tensors_of(eager), tensors_of(lazy))
     assert torch.equal(lazy.bn.running_var, torch.ones(16))
     assert lazy.bn.num_batches_tracked.item() == 0
     lazy(torch.randint(0, 30, (2, 7)))  # it runs
@@ -211,7 +200,7 @@ def test_meta_model_keeps_tied_weights_tied() -> None:
         lazy = Tied()
     initscope.initialize(lazy, seed=2, layout_invariant=True, device="cpu")
     assert lazy.head.weight is lazy.emb.weight
-    assert same(state(eager), state(lazy))
+    assert same_tensors(tensors_of(eager), tensors_of(lazy))
 
 
 def test_counter_init_matches_initialize_and_checks_first() -> None:
