@@ -179,7 +179,7 @@ class Workspace:
     def __init__(self, n: int, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         fmt = _format(dtype)
         p = fmt.pairs
-        self.n, self.fmt, self.device = n, fmt, device
+        self.n, self.fmt = n, fmt
         i64 = torch.int64
         self._words = torch.empty(5 * n, dtype=i64, device=device)
         self._ints = torch.empty(3 * p * n, dtype=i64, device=device)

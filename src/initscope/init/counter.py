@@ -86,10 +86,16 @@ def key_words(seed: int, path: str, step: int = 0) -> tuple[int, int]:
 def _values_at(
     kind: str, index: torch.Tensor, key: tuple[int, int], stream: int, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The standard numbers of ``kind`` at global element indices ``index`` (any order, 1-D)."""
+    """The standard numbers of ``kind`` at global element indices ``index`` (any order, 1-D),
+    a step of ``chunk_elements()`` indices at a time."""
     m = per_block(dtype)
-    v = block_values(kind, index // m, key, stream, dtype)
-    return v.gather(1, (index % m).unsqueeze(1)).squeeze(1)
+    out = torch.empty(index.numel(), dtype=dtype, device=index.device)
+    step = chunk_elements(index.device)
+    for i in range(0, index.numel(), step):
+        part = index[i : i + step]
+        v = block_values(kind, part // m, key, stream, dtype)
+        out[i : i + step] = v.gather(1, (part % m).unsqueeze(1)).squeeze(1)
+    return out
 
 
 def _runs(shape: tuple[int, ...], offsets: tuple[int, ...], sizes: tuple[int, ...]):
@@ -348,12 +354,10 @@ def _global_matrix(
 
 
 def _full(shape, kind, key, stream, dtype, device) -> torch.Tensor:
+    """The whole tensor of ``shape``: the numbers of blocks ``0 ..`` in order."""
     n = math.prod(shape)
-    index = torch.arange(n, device=device)
-    m = per_block(dtype)
-    if stream == 0 and n % m == 0:
-        return block_values(kind, index[::m] // m, key, 0, dtype).reshape(shape)
-    return _values_at(kind, index, key, stream, dtype).reshape(shape)
+    blocks = torch.arange(-(-n // per_block(dtype)), device=device)
+    return block_values(kind, blocks, key, stream, dtype).reshape(-1)[:n].reshape(shape)
 
 
 def _orthogonal(rows: int, cols: int, key: tuple[int, int], device) -> torch.Tensor:
